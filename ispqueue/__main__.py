@@ -1,0 +1,3 @@
+from ispqueue.cli import main
+
+main()
