@@ -1,0 +1,3 @@
+"""Job handlers, one module per group. Importing this package registers every type."""
+
+from ispqueue.jobs import system  # noqa: F401

@@ -1,0 +1,77 @@
+"""Fires `[schedule]` entries: at each new minute, every matching entry enqueues its jobs.
+
+Why not Huey's periodic tasks: they go straight into a Huey queue, past the ledger, and with
+several daemons each would fire them. Here each firing of an entry is first claimed with a
+row in `schedule_fire` (unique on entry + minute), so a restart within the minute or a second
+scheduler on another host never fires it twice; then the jobs are enqueued like any other.
+Router types fan out one job per enabled router, `system.canary` one per queue. Missed
+minutes (the daemon was down) are not replayed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import peewee
+from loguru import logger
+
+from ispqueue.config import QUEUES
+from ispqueue.db import database
+from ispqueue.errors import BadInput
+from ispqueue.models import ScheduleFire
+
+if TYPE_CHECKING:
+    from ispqueue.runtime import Runtime
+
+
+class CronScheduler:
+    """Turns minutes into scheduled jobs for one runtime."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self.last_minute: dt.datetime | None = None
+
+    def fire(self, now: dt.datetime) -> int:
+        """Fire the entries due in the minute of `now` if not done yet; jobs enqueued."""
+        minute = now.replace(second=0, microsecond=0)
+        if minute == self.last_minute:
+            return 0
+        self.last_minute = minute
+        count = 0
+        for type_name, cron in self.rt.config.schedule.items():
+            if cron.matches(minute) and self._claim(type_name, minute):
+                count += self._enqueue_all(type_name)
+        return count
+
+    def _claim(self, entry: str, minute: dt.datetime) -> bool:
+        try:
+            with database.atomic():
+                ScheduleFire.create(entry=entry, fire_at=minute)
+            return True
+        except peewee.IntegrityError:
+            return False
+
+    def _enqueue_all(self, type_name: str) -> int:
+        job_type = self.rt.registry.get(type_name)
+        count = 0
+        for router, args in self._fan_out(job_type):
+            try:
+                self.rt.enqueue(type_name, args, router=router, source="schedule")
+                count += 1
+            except BadInput as exc:
+                logger.error("schedule {}: {}", type_name, exc)
+        return count
+
+    def _fan_out(self, job_type: Any) -> list[tuple[str | None, dict[str, Any]]]:
+        if job_type.fan_out == "routers":
+            return [(r.name, {}) for r in self.rt.config.routers if r.enabled]
+        if job_type.fan_out == "queues":
+            workers = self.rt.config.queue.workers
+            return [(None, {job_type.queue_arg: q}) for q in QUEUES if workers[q] > 0]
+        return [(None, {})]
+
+    def prune(self, keep: dt.timedelta = dt.timedelta(days=2)) -> None:
+        """Forget claims older than `keep`."""
+        if self.last_minute is not None:
+            ScheduleFire.delete().where(ScheduleFire.fire_at < self.last_minute - keep).execute()
