@@ -107,8 +107,11 @@ def main(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
 @click.pass_context
 def init(ctx: click.Context) -> None:
     """Create the data dir, databases and migrations (safe to repeat)."""
-    session = _session(ctx)
+    from ispqueue.observability.logs import setup_logging
     from ispqueue.runtime import initialise
+
+    session = _session(ctx)
+    setup_logging(session.config.logging, session.config.secrets(), stderr=False)
 
     summary = initialise(session.config)
     session.emit(summary, report.format_init(summary))

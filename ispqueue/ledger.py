@@ -281,11 +281,10 @@ class Ledger:
                         message=message and self.redact(message), runner=self.runner)
 
     def _log(self, job: Job, status: str, message: str | None) -> None:
+        # The sinks print job, type and router from the bound fields; the text is the news.
         level = {"failed": "ERROR", "retrying": "WARNING"}.get(status, "INFO")
-        where = f" [{job.router}]" if job.router else ""
-        text = f"job {job.id} {job.type}{where} {status}"
         logger.bind(job=job.id, type=job.type, router=job.router, queue=job.queue,
-                    event=status).log(level, text + (f": {message}" if message else ""))
+                    event=status).log(level, status + (f": {message}" if message else ""))
 
 
 def _to_json(result: Any) -> str | None:
