@@ -56,7 +56,7 @@ class PermanentFailure(Exception):
 class JobContext:
     """Per-run handle passed to a handler as its only argument."""
 
-    def __init__(self, job: Job, job_type: JobType, enqueue: Callable[..., int],
+    def __init__(self, job: Job, job_type: JobType, enqueue: Callable[..., Any],
                  report_progress: Callable[[int, int | None], None]):
         self.job_id = job.id
         self.type = job_type.name
@@ -91,7 +91,7 @@ class JobContext:
                 router: str | None = None, **options: Any) -> int:
         """Chain a follow-up job; it records this job as its parent. Returns its id."""
         return self._enqueue(type_name, args, router=router, source="chain",
-                             parent=self.job_id, **options)
+                             parent=self.job_id, **options).job.id
 
     def check(self) -> None:
         """Raise if this run was timed out or cancelled (for long loops)."""

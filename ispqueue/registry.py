@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections import ChainMap
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,8 +153,8 @@ class JobType:
 class Registry:
     """Every job type this process knows, by name and by legacy name."""
 
-    types: dict[str, JobType] = field(default_factory=dict)
-    legacy: dict[str, str] = field(default_factory=dict)
+    types: MutableMapping[str, JobType] = field(default_factory=dict)
+    legacy: MutableMapping[str, str] = field(default_factory=dict)
 
     def register(self, name: str, *, queue: str, timeout: float, tries: int = 1,
                  backoff: Iterable[float] = (), unique: bool | tuple[str, ...] = True,
@@ -214,8 +215,9 @@ class Registry:
         return targets[choice]
 
     def configure(self, config: Config) -> Registry:
-        """A copy with `[jobs."TYPE"]` overrides applied; unknown types are config errors."""
-        configured = Registry(dict(self.types), dict(self.legacy))
+        """A view with `[jobs."TYPE"]` overrides applied (types registered here later stay
+        visible through it); unknown types are config errors."""
+        configured = Registry(ChainMap({}, self.types), ChainMap({}, self.legacy))
         for name, overrides in config.jobs.items():
             if name not in self.types:
                 raise ConfigError(f'{config.source}: [jobs."{name}"]: unknown job type')
