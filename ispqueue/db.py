@@ -39,7 +39,7 @@ def open_database(url: str) -> peewee.Database:
             str(path), pragmas=SQLITE_PRAGMAS, timeout=15, lock_type="IMMEDIATE"
         )
     elif parts.scheme in ("postgresql", "postgres"):
-        db = connect(url, autorollback=True)
+        db = connect(url)
     else:
         raise ConfigError(f"database url: unsupported scheme {parts.scheme!r}")
     database.initialize(db)
