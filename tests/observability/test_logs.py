@@ -43,14 +43,14 @@ def clean_logging(monkeypatch):
         logging.getLogger(name).setLevel(level)
 
 
-def make_config(tmp_path: Path, level: str = "TRACE", rotation: str = "10 MB",
+def logging_config(tmp_path: Path, level: str = "TRACE", rotation: str = "10 MB",
                 json_stderr: bool = False) -> LoggingConfig:
     return LoggingConfig(level=level, file=tmp_path / "logs" / "ispqueue.jsonl",
                          rotation=rotation, retention=10, json_stderr=json_stderr)
 
 
 def start(tmp_path: Path, **options) -> Path:
-    config = make_config(tmp_path, **options)
+    config = logging_config(tmp_path, **options)
     setup_logging(config, [SECRET, "p%40ss%2Fw%20rd"])
     assert config.file is not None
     return config.file
@@ -197,10 +197,10 @@ def test_redact_masks_secret_looking_parts(text, expected):
 
 
 def test_redact_uses_the_secrets_of_the_last_setup(tmp_path):
-    setup_logging(make_config(tmp_path), ["s3cr3t'\\"], stderr=False)
+    setup_logging(logging_config(tmp_path), ["s3cr3t'\\"], stderr=False)
     assert redact("x s3cr3t'\\ y") == "x *** y"
     assert redact(repr("s3cr3t'\\")) == '"***"'
-    setup_logging(make_config(tmp_path), [], stderr=False)
+    setup_logging(logging_config(tmp_path), [], stderr=False)
     assert redact("x s3cr3t'\\ y") == "x s3cr3t'\\ y"
 
 
@@ -236,7 +236,7 @@ def test_terminal_lines_start_with_a_local_time(tmp_path, capfd):
 
 def test_bad_rotation_is_a_config_error(tmp_path):
     with pytest.raises(BadInput, match=r"\[logging\] rotation"):
-        setup_logging(make_config(tmp_path, rotation="every full moon"))
+        setup_logging(logging_config(tmp_path, rotation="every full moon"))
 
 
 # --- reading back -------------------------------------------------------------------------------
