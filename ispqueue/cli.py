@@ -15,7 +15,7 @@ import click
 
 from ispqueue import report
 from ispqueue.config import QUEUES, Config, load_config
-from ispqueue.errors import BadInput
+from ispqueue.errors import BadInput, ConfigError
 from ispqueue.models import STATES
 
 
@@ -62,9 +62,15 @@ class Session:
             from ispqueue.runtime import Runtime, require_schema
 
             logging = self.config.logging
-            if not writes:
-                logging = _without_file(logging)
-            setup_logging(logging, self.config.secrets(), stderr=False)
+            if writes:
+                # The daemon's user owns the log file; a person running a command as
+                # someone else still gets the command done, with the line only in the ledger.
+                try:
+                    setup_logging(logging, self.config.secrets(), stderr=False)
+                except ConfigError:
+                    setup_logging(_without_file(logging), self.config.secrets(), stderr=False)
+            else:
+                setup_logging(_without_file(logging), self.config.secrets(), stderr=False)
             self._runtime = Runtime(self.config, migrate=migrate)
             if not migrate:
                 require_schema(self._runtime.db)

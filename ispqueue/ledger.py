@@ -19,11 +19,15 @@ from typing import Any
 import peewee
 from loguru import logger
 
+from ispqueue import sql
 from ispqueue.db import database, utcnow
 from ispqueue.errors import BadInput, NotFound
 from ispqueue.models import ACTIVE, FINAL, Job, JobEvent
 
 HOST = socket.gethostname()
+INSERT_FIELDS = ("type", "args", "queue", "priority", "status", "attempt", "tries", "timeout",
+                 "unique_key", "active_key", "router", "enqueued_at", "scheduled_for",
+                 "queued_at", "source", "parent", "cancel_requested")
 
 
 @dataclass
@@ -75,14 +79,14 @@ class Ledger:
         now = utcnow()
         later = new.scheduled_for is not None and new.scheduled_for > now
         status = "scheduled" if later else "queued"
+        job = Job(type=new.type, args=json.dumps(new.args, sort_keys=True), queue=new.queue,
+                  priority=new.priority, status=status, attempt=0, tries=new.tries,
+                  timeout=new.timeout, unique_key=new.unique_key, active_key=new.unique_key,
+                  router=new.router, enqueued_at=now, scheduled_for=new.scheduled_for or now,
+                  queued_at=None if later else now, source=new.source, parent=new.parent,
+                  cancel_requested=False)
         with database.atomic():
-            job = Job.create(
-                type=new.type, args=json.dumps(new.args, sort_keys=True), queue=new.queue,
-                priority=new.priority, status=status, tries=new.tries, timeout=new.timeout,
-                unique_key=new.unique_key, active_key=new.unique_key, router=new.router,
-                enqueued_at=now, scheduled_for=new.scheduled_for or now,
-                queued_at=None if later else now, source=new.source, parent=new.parent,
-            )
+            job.id = sql.insert("job", {f: getattr(job, f) for f in INSERT_FIELDS})
             self._event(job, status, now, f"enqueued by {new.source}")
         self._log(job, status, f"enqueued by {new.source}")
         return job
@@ -94,13 +98,13 @@ class Ledger:
         cancelled, already taken, or is a duplicate message)."""
         now = utcnow()
         with database.atomic():
-            moved = (Job.update(status="running", attempt=Job.attempt + 1, started_at=now,
-                                finished_at=None, duration=None, runner=self.runner,
-                                heartbeat_at=now, progress_done=None, progress_total=None)
-                     .where(Job.id == job_id, Job.status == "queued").execute())
+            moved = sql.update(
+                {"status": "running", "started_at": now, "finished_at": None, "duration": None,
+                 "runner": self.runner, "heartbeat_at": now, "progress_done": None,
+                 "progress_total": None}, job_id, ("queued",), attempt=None, increment=True)
             if not moved:
                 return None
-            job = Job.get_by_id(job_id)
+            job = sql.load(job_id)
             self._event(job, "running", now)
         self._log(job, "running", f"attempt {job.attempt}/{job.tries}")
         return job
@@ -265,10 +269,7 @@ class Ledger:
         now = utcnow()
         changes["status"] = status
         with database.atomic():
-            moved = (Job.update(**changes)
-                     .where(Job.id == job.id, Job.status.in_(expect), Job.attempt == job.attempt)
-                     .execute())
-            if not moved:
+            if not sql.update(changes, job.id, expect, attempt=job.attempt):
                 return False
             for name, value in changes.items():
                 setattr(job, name, value)
@@ -277,8 +278,9 @@ class Ledger:
         return True
 
     def _event(self, job: Job, status: str, now: dt.datetime, message: str | None = None) -> None:
-        JobEvent.create(job=job.id, at=now, status=status, attempt=job.attempt,
-                        message=message and self.redact(message), runner=self.runner)
+        sql.insert("job_event", {"job": job.id, "at": now, "status": status,
+                                 "attempt": job.attempt, "runner": self.runner,
+                                 "message": message and self.redact(message)}, returning=False)
 
     def _log(self, job: Job, status: str, message: str | None) -> None:
         # The sinks print job, type and router from the bound fields; the text is the news.
