@@ -300,9 +300,9 @@ def logs(ctx: click.Context, follow: bool, job_id: int | None, router: str | Non
         raise BadInput("[logging] file is not set, so there is no log to read")
     filters = dict(job=job_id, router=router, type=type_name,
                    level=level.upper() if level else None,
-                   since=logfile.parse_since(since) if since else None)
+                   since=logfile.parse_since(since, session.config.timezone) if since else None)
     records = logfile.follow(path, **filters) if follow else logfile.read_records(path, **filters)
     for record in records:
         click.echo(json.dumps(record, sort_keys=True) if session.as_json
-                   else logfile.format_record(record))
+                   else logfile.format_record(record, session.config.timezone))
 
