@@ -124,7 +124,7 @@ class RouterClient:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def print(self, menu: str, proplist: Iterable[str] = (),
+    def print(self, menu: str, proplist: Iterable[str] | str = (),
               where: Where | None = None) -> list[dict[str, str]]:
         """Rows of `menu` (e.g. "/ppp/secret"), only the `proplist` fields if given."""
         words = [_menu(menu) + "/print", *_proplist(proplist), *_query(where)]
@@ -165,9 +165,13 @@ class RouterClient:
         words = ["/export", f"=file={name}"]
         self._call([*words, "=show-sensitive=yes"] if show_sensitive else words)
         try:
-            return self._read_file(f"{name}.rsc")
-        finally:
-            self._remove_file(f"{name}.rsc")
+            text = self._read_file(f"{name}.rsc")
+        except BaseException:
+            with contextlib.suppress(RouterError):  # the first failure is the one to report
+                self._remove_file(f"{name}.rsc")
+            raise
+        self._remove_file(f"{name}.rsc")
+        return text
 
     # -- writes --------------------------------------------------------------------------
 
@@ -553,8 +557,8 @@ def _menu(menu: str) -> str:
     return "/" + menu.strip().strip("/").replace(" ", "/")
 
 
-def _proplist(names: Iterable[str]) -> list[str]:
-    names = list(names)
+def _proplist(names: Iterable[str] | str) -> list[str]:
+    names = [names] if isinstance(names, str) else list(names)
     return [f"=.proplist={','.join(names)}"] if names else []
 
 
