@@ -273,7 +273,7 @@ class _Reader:
 
     def __init__(self, path: Path | None):
         self.path = path
-        self.base = path.parent if path else Path.cwd()
+        self.base = path.resolve().parent if path else Path.cwd()
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(f"{self.path or 'config'}: {message}")
