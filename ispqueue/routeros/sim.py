@@ -219,6 +219,7 @@ FILE_READ_CHUNK = 32768
 
 
 def format_id(number: int) -> str:
+    """An item number as RouterOS writes ids: `*1A`."""
     return f"*{number:X}"
 
 
@@ -254,12 +255,15 @@ class Menu:
     # What clients see.
 
     def view(self, number: int, row: dict[str, str]) -> dict[str, str]:
+        """An item as `print` shows it (subclasses add live values such as counters)."""
         return {".id": format_id(number), **row}
 
     def snapshot(self) -> list[dict[str, str]]:
+        """Every item as `print` would show it now."""
         return [self.view(number, row) for number, row in self.items.items()]
 
     def lookup(self, key: str) -> dict[str, str] | None:
+        """The item whose unique property (its name) is `key`."""
         number = self.index.get(key)
         return None if number is None else self.items[number]
 
@@ -278,12 +282,14 @@ class Menu:
         return number
 
     def change(self, number: int, values: dict[str, str]) -> None:
+        """Apply a `set` to one item."""
         self._known(values, self.fields)
         row = self._ordered({**self.items[number], **self._normalised(values)})
         self.validate(row)
         self._store(number, row)
 
     def delete(self, number: int) -> None:
+        """Remove one item."""
         row = self.items.pop(number)
         if self.unique and self.index.get(row.get(self.unique, "")) == number:
             del self.index[row[self.unique]]
@@ -292,6 +298,7 @@ class Menu:
         """Checks a real router makes before it stores an item (subclasses add theirs)."""
 
     def renumber(self) -> None:
+        """New ids for every item, all above the old ones."""
         items, self.items = self.items, {}
         for number, row in items.items():
             self.items[self._new_number(number >= DYNAMIC_IDS)] = row
@@ -648,6 +655,7 @@ def duration(seconds: float) -> str:
 
 
 def parse_version(version: str) -> tuple[int, ...]:
+    """`7.18.2 (stable)` -> (7, 18)."""
     return tuple(int(part) for part in re.findall(r"\d+", version.split()[0])[:2])
 
 
@@ -674,6 +682,7 @@ def pool_addresses(ranges: str, after: int) -> Iterator[int]:
 
 
 def ip_text(number: int) -> str:
+    """An IPv4 address from its integer."""
     return socket.inet_ntoa(number.to_bytes(4, "big"))
 
 
@@ -971,6 +980,7 @@ def parse_request(sentence: list[str]) -> tuple[str, dict[str, str], list[str], 
 
 
 def journal_words(command: str, sentence: list[str]) -> list[str]:
+    """The words the journal keeps: all but the command, the login password masked."""
     if command != "/login":
         return sentence[1:]
     return ["=password=***" if w.startswith("=password=") else w for w in sentence[1:]]
@@ -1090,7 +1100,8 @@ class RouterSim:
 
     # -- sessions
 
-    def open_session(self, name: str, started: float, caller_id: str = "") -> int:
+    def open_session(self, name: str, started: float) -> int:
+        """Start a PPPoE session: `/ppp/active` row, `<pppoe-NAME>` interface, pool lease."""
         secret = self.menus["/ppp/secret"].lookup(name)
         profile = self.menus["/ppp/profile"].lookup(
             secret.get("profile", "default") if secret else "default") or {}
@@ -1100,9 +1111,10 @@ class RouterSim:
         active = self.menus["/ppp/active"]
         number = active.create({
             "name": name, "service": "pppoe",
-            "caller-id": caller_id or (secret or {}).get("caller-id") or mac_address(name),
+            "caller-id": (secret or {}).get("caller-id") or mac_address(name),
             "address": address, "session-id": f"0x{self._session_ids:08X}",
-            "radius": "false" if secret else "true",
+            # Without an enabled local secret only RADIUS can have let the user in.
+            "radius": "false" if secret and secret.get("disabled") != "true" else "true",
         }, checked=False, dynamic=True)
         active.started[name] = started
         interfaces = self.menus["/interface"]
@@ -1115,6 +1127,7 @@ class RouterSim:
         return number
 
     def session_ended(self, row: dict[str, str]) -> None:
+        """Tidy up after a `/ppp/active` row went: its interface and its pool lease."""
         name = row.get("name", "")
         self.menus["/ppp/active"].started.pop(name, None)
         interfaces = self.menus["/interface"]
@@ -1165,9 +1178,11 @@ class RouterSim:
         return Trap("no such command")
 
     def exported_menus(self) -> list[Menu]:
+        """The menus a full `/export` writes, in the router's order."""
         return [menu for menu in self.menus.values() if menu.exported]
 
     def export_file(self, name: str, menus: list[Menu], show_sensitive: bool) -> None:
+        """Write `NAME.rsc` as `/export =file=NAME` does."""
         if not name.endswith(".rsc"):
             name += ".rsc"
         self.files.write(name, self.export_text(menus, show_sensitive))
@@ -1187,12 +1202,15 @@ class RouterSim:
 
     @property
     def files(self) -> FileMenu:
+        """The `/file` menu."""
         return self.menus["/file"]  # type: ignore[return-value]
 
     def identity_name(self) -> str:
+        """The router's `/system/identity` name."""
         return self.menus["/system/identity"].items[0].get("name", "")
 
     def clock(self) -> str:
+        """The router's wall clock, as exports and file times show it."""
         return time.strftime("%Y-%m-%d %H:%M:%S")
 
     # -- the server
@@ -1247,6 +1265,7 @@ class RouterSim:
         thread.start()
 
     def forget(self, session: Session) -> None:
+        """Drop a finished connection from the ones `stop` must close."""
         with self.lock:
             self._sessions.pop(session, None)
 
@@ -1294,12 +1313,14 @@ class RouterSim:
 
 
 def as_text(value: object) -> str:
+    """A Python value as the text RouterOS would store (booleans as true/false)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
 def mac_address(name: str) -> str:
+    """A stable MAC address derived from a name."""
     digest = hashlib.md5(name.encode("utf-8", "surrogateescape"), usedforsecurity=False).digest()
     return ":".join(f"{b:02X}" for b in (b"\x4c\x5e" + digest[:4]))
 

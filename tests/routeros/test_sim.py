@@ -486,6 +486,26 @@ def test_kicking_a_session_removes_it_and_its_interface():
         client.close()
 
 
+def test_a_user_without_an_enabled_secret_came_in_through_radius(router_sim):
+    router_sim.insert("/ppp/secret", name="local")
+    router_sim.insert("/ppp/secret", name="standby", disabled=True)
+    for name in ("local", "standby", "roaming"):
+        router_sim.connect_session(name)
+    radius = {r["name"]: r["radius"] for r in router_sim.rows("/ppp/active")}
+    assert radius == {"local": "false", "standby": "true", "roaming": "true"}
+
+
+def test_insert_rejects_typos_and_duplicates(router_sim):
+    router_sim.insert("/ppp/secret", name="a", remote_address="10.0.0.9")
+    assert router_sim.rows("/ppp/secret")[0]["remote-address"] == "10.0.0.9"
+    with pytest.raises(ValueError, match="unknown parameter"):
+        router_sim.insert("/ppp/secret", name="b", pasword="x")
+    with pytest.raises(ValueError, match="already exists"):
+        router_sim.insert("/ppp/secret", name="a")
+    router_sim.insert("/system/resource", **{"cpu-load": "97"})
+    assert router_sim.rows("/system/resource")[0]["cpu-load"] == "97"
+
+
 # -- export, files, backup ---------------------------------------------------------------
 
 
@@ -512,6 +532,9 @@ def test_export_to_a_file_reads_back_inline_and_in_chunks(router_sim, api):
     tuple(api("/export", file="config", **{"show-sensitive": True}))
     [row] = api.path("file").select(Key("contents")).where(Key("name") == "config.rsc")
     assert "password=hidden" in row["contents"]
+    tuple(api("/ppp/secret/export", file="secrets"))
+    [row] = api.path("file").select(Key("contents")).where(Key("name") == "secrets.rsc")
+    assert "/ppp secret\r\n" in row["contents"] and "/system identity" not in row["contents"]
 
 
 def test_a_large_export_has_no_inline_contents():
