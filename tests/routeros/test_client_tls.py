@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import ipaddress
 import ssl
+import threading
 import time
 
 import pytest
@@ -16,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from ispqueue.config import RouterConfig
 from ispqueue.routeros.client import RouterClient
-from ispqueue.routeros.errors import RouterError, RouterUnreachable
+from ispqueue.routeros.errors import RouterError, RouterTimeout, RouterUnreachable
 from ispqueue.routeros.sim import RouterSim
 
 
@@ -91,3 +92,17 @@ def test_a_plain_client_on_the_tls_port_fails_in_time(tls_sim):
     with pytest.raises(RouterError):
         RouterClient.connect(tls_config(tls_sim, tls=False, timeout=0.5))
     assert time.monotonic() - started < 0.5 + 1
+
+
+def test_cancel_unblocks_a_tls_read(tls_sim):
+    closers = []
+    config = tls_config(tls_sim, tls_verify=False, timeout=30)
+    with RouterClient.connect(config, on_cancel=closers.append) as client:
+        tls_sim.faults.hang = True
+        timer = threading.Timer(0.2, closers[0])
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(RouterTimeout, match="cancelled"):
+            client.identity()
+        assert time.monotonic() - started < 1
+        timer.join()
