@@ -1336,6 +1336,7 @@ class Generator:
         self.rng = rng
 
     def populate(self, secrets: int, active: int, pools: int) -> None:
+        """Fill the router; `active` enabled secrets get a live session with some uptime."""
         menus = self.sim.menus
         self.defaults()
         pool_names = [self.pool(i) for i in range(pools)]
@@ -1349,6 +1350,7 @@ class Generator:
             self.sim.open_session(enabled[i], now - self.rng.randint(60, 30 * 86400))
 
     def defaults(self) -> None:
+        """What every router has: built-in profiles, ports, addresses, sensors."""
         menus, now = self.sim.menus, time.monotonic()
         for name in ("default", "default-encryption"):
             menus["/ppp/profile"].create({"name": name, "default": "true", **(
