@@ -38,8 +38,15 @@ class CronExpression:
 
     def matches(self, moment: dt.datetime) -> bool:
         """True when the minute of `moment` (aware) is one this expression fires on."""
-        local = moment.astimezone(self.timezone).replace(tzinfo=None)
+        return self.matches_wall_clock(self.wall_clock(moment))
+
+    def matches_wall_clock(self, local: dt.datetime) -> bool:
+        """The same, for a naive wall-clock time in this expression's timezone."""
         return self._validate(local)
+
+    def wall_clock(self, moment: dt.datetime) -> dt.datetime:
+        """`moment` (aware) as a naive wall-clock time in this expression's timezone."""
+        return moment.astimezone(self.timezone).replace(tzinfo=None)
 
     def __repr__(self) -> str:
         return f"CronExpression({self.text!r})"

@@ -82,8 +82,47 @@ class ScheduleFire(BaseModel):
     """Claims one firing of one [schedule] entry, so several schedulers never fire it twice."""
 
     entry = peewee.CharField(max_length=128)
+    wall_minute = peewee.CharField(max_length=16)
     fire_at = UtcDateTimeField()
 
     class Meta:
         table_name = "schedule_fire"
-        indexes = ((("entry", "fire_at"), True),)
+        indexes = ((("entry", "wall_minute"), True),)
+
+
+ROUTER_STATES = ("unknown", "online", "warning", "offline")
+
+
+class Router(BaseModel):
+    """A `[[routers]]` entry as last mirrored from config, and its last health probe.
+
+    Connection settings only: the password lives in the config alone. Routers removed from
+    the config stay here disabled, so their history is kept.
+    """
+
+    name = peewee.CharField(max_length=64, unique=True)
+    host = peewee.TextField()
+    port = peewee.IntegerField()
+    username = peewee.TextField()
+    tls = peewee.BooleanField(default=False)
+    auth_mode = peewee.CharField(max_length=16, default="router")
+    enabled = peewee.BooleanField(default=True)
+    expected_identity = peewee.TextField(null=True)
+    created_at = UtcDateTimeField()
+    updated_at = UtcDateTimeField()
+    status = peewee.CharField(max_length=16, default="unknown")
+    status_reason = peewee.TextField(null=True)
+    # The last error seen, kept after the router recovers (status_reason is the current one).
+    last_error = peewee.TextField(null=True)
+    latency_ms = peewee.FloatField(null=True)
+    uptime = peewee.TextField(null=True)  # RouterOS's own text, e.g. 1w2d3h4m5s
+    version = peewee.TextField(null=True)
+    board_name = peewee.TextField(null=True)
+    identity = peewee.TextField(null=True)
+    cpu_load = peewee.IntegerField(null=True)
+    memory_used_percent = peewee.FloatField(null=True)
+    checked_at = UtcDateTimeField(null=True)
+    status_changed_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        table_name = "router"

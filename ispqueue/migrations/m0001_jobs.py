@@ -62,10 +62,11 @@ def apply(db: peewee.Database) -> None:
 
     class ScheduleFire(Base):
         entry = peewee.CharField(max_length=128)
+        wall_minute = peewee.CharField(max_length=16)
         fire_at = UtcDateTimeField()
 
         class Meta:
             table_name = "schedule_fire"
-            indexes = ((("entry", "fire_at"), True),)
+            indexes = ((("entry", "wall_minute"), True),)
 
     db.create_tables([Job, JobEvent, ScheduleFire])
