@@ -21,7 +21,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,7 +244,7 @@ class Menu:
         self.duplicate = duplicate
         self.sensitive = frozenset(sensitive)
         self.exported = exported
-        self.order = [*fields, *self.readonly]
+        self.order = dict.fromkeys([*fields, *self.readonly])  # every property, in print order
         self.defaults = {k: v for k, v in {**fields, **self.readonly}.items() if v is not None}
         self.booleans = {k for k, v in self.defaults.items() if v in ("true", "false")}
         self.items: dict[int, dict[str, str]] = {}
@@ -272,8 +272,7 @@ class Menu:
     def create(self, values: dict[str, str], *, checked: bool = True, dynamic: bool = False
                ) -> int:
         """Store a new item; `checked=False` skips references to other menus."""
-        allowed = self.fields if checked else {**self.fields, **self.readonly}
-        self._known(values, allowed)
+        self._known(values, self.fields if checked else self.order)
         row = self._ordered({**self.defaults, **self._normalised(values)})
         if checked:
             self.validate(row)
@@ -401,19 +400,21 @@ class Menu:
             raise Trap(NO_SUCH_ITEM)
         return reference
 
-    def _known(self, values: dict[str, str], allowed: Iterable[str]) -> None:
-        if not values.keys() <= set(allowed):
+    def _known(self, values: dict[str, str], allowed: Container[str]) -> None:
+        if not all(key in allowed for key in values):
             raise Trap(UNKNOWN_PARAMETER)
 
     def _normalised(self, values: dict[str, str]) -> dict[str, str]:
         # The router types its booleans: `yes` goes in, `true` comes out.
-        return {k: BOOLEAN_WORDS.get(v, v) if k in self.booleans else v
-                for k, v in values.items()}
+        flags = self.booleans & values.keys()
+        return values | {k: BOOLEAN_WORDS.get(values[k], values[k]) for k in flags}
 
     def _ordered(self, values: dict[str, str]) -> dict[str, str]:
         # Properties come out in the router's order, whatever order the client used.
         row = {k: values[k] for k in self.order if k in values}
-        return row | {k: v for k, v in values.items() if k not in row}
+        if len(row) < len(values):
+            row |= {k: v for k, v in values.items() if k not in row}
+        return row
 
     def _new_number(self, dynamic: bool) -> int:
         if dynamic:
@@ -462,8 +463,7 @@ class SingletonMenu(Menu):
 
     def create(self, values: dict[str, str], *, checked: bool = True, dynamic: bool = False
                ) -> int:
-        allowed = self.fields if checked else {**self.fields, **self.readonly}
-        self._known(values, allowed)
+        self._known(values, self.fields if checked else self.order)
         self.items[0] = self._ordered({**self.items[0], **values})
         return 0
 
