@@ -9,7 +9,10 @@ transactions may roll back, which the ledger's recovery already handles.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -19,6 +22,9 @@ from playhouse.db_url import connect
 from ispqueue.errors import ConfigError
 
 database = peewee.DatabaseProxy()
+# Threads of one process queue for SQLite's write lock here: SQLite's own busy handler sleeps
+# in steps of milliseconds, which would cost more than the transactions themselves.
+_sqlite_writer = threading.RLock()
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -44,6 +50,17 @@ def open_database(url: str) -> peewee.Database:
         raise ConfigError(f"database url: unsupported scheme {parts.scheme!r}")
     database.initialize(db)
     return db
+
+
+@contextlib.contextmanager
+def write_transaction() -> Iterator[None]:
+    """One all-or-nothing write; on SQLite, one writer thread per process at a time."""
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        with _sqlite_writer, database.atomic():
+            yield
+    else:
+        with database.atomic():
+            yield
 
 
 def utcnow() -> dt.datetime:

@@ -20,7 +20,7 @@ import peewee
 from loguru import logger
 
 from ispqueue import sql
-from ispqueue.db import database, utcnow
+from ispqueue.db import utcnow, write_transaction
 from ispqueue.errors import BadInput, NotFound
 from ispqueue.models import ACTIVE, FINAL, Job, JobEvent
 
@@ -85,7 +85,7 @@ class Ledger:
                   router=new.router, enqueued_at=now, scheduled_for=new.scheduled_for or now,
                   queued_at=None if later else now, source=new.source, parent=new.parent,
                   cancel_requested=False)
-        with database.atomic():
+        with write_transaction():
             job.id = sql.insert("job", {f: getattr(job, f) for f in INSERT_FIELDS})
             self._event(job, status, now, f"enqueued by {new.source}")
         self._log(job, status, f"enqueued by {new.source}")
@@ -97,7 +97,7 @@ class Ledger:
         """queued → running for this runner; None when the message is stale (the job was
         cancelled, already taken, or is a duplicate message)."""
         now = utcnow()
-        with database.atomic():
+        with write_transaction():
             moved = sql.update(
                 {"status": "running", "started_at": now, "finished_at": None, "duration": None,
                  "runner": self.runner, "heartbeat_at": now, "progress_done": None,
@@ -246,7 +246,7 @@ class Ledger:
     def prune(self, older_than: dt.timedelta) -> int:
         """Delete final jobs that finished before now - older_than (events go with them)."""
         cutoff = utcnow() - older_than
-        with database.atomic():
+        with write_transaction():
             ids = [j.id for j in Job.select(Job.id).where(Job.status.in_(FINAL),
                                                           Job.finished_at < cutoff)]
             for start in range(0, len(ids), 500):
@@ -268,7 +268,7 @@ class Ledger:
               **changes: Any) -> bool:
         now = utcnow()
         changes["status"] = status
-        with database.atomic():
+        with write_transaction():
             if not sql.update(changes, job.id, expect, attempt=job.attempt):
                 return False
             for name, value in changes.items():

@@ -8,21 +8,23 @@ timeout still releases the lock from the worker thread, while the handler's own 
 closed by the interruption.
 
 Timeouts (`Deadline`): Huey's thread workers cannot stop a running task, and a process per job
-would cost a fork and 30 MB per worker on a small box. So the handler runs in a fresh job
-thread while the worker thread waits on it with the deadline. When the deadline passes (or a
-cancel or shutdown arrives) the worker: marks the context interrupted, which closes every
-resource the job registered with `ctx.on_cancel` (router sockets: a blocked `recv` returns at
-once); raises the interruption inside the job thread (PyThreadState_SetAsyncExc, which lands
-at the next bytecode, so pure-Python loops stop too); and returns to record the timeout and
-serve the next job without waiting. A handler stuck in C code that registered nothing keeps
-its thread until the call returns; it is abandoned (a daemon thread, logged), and anything
-it later tries to record is fenced off by the ledger's attempt check.
+would cost a fork and 30 MB per worker on a small box. So the handler runs on a job thread
+(one per worker, reused) while the worker thread waits on it with the deadline. When the
+deadline passes (or a cancel or shutdown arrives) the worker: marks the context interrupted,
+which closes every resource the job registered with `ctx.on_cancel` (router sockets: a
+blocked `recv` returns at once); raises the interruption inside the job thread
+(PyThreadState_SetAsyncExc, which lands at the next bytecode, so pure-Python loops stop too);
+and returns to record the timeout and serve the next job without waiting. A handler stuck in
+C code that registered nothing keeps its thread until the call returns; it is abandoned (a
+daemon thread, logged), and anything it later tries to record is fenced off by the ledger's
+attempt check. A job thread that was interrupted is never reused.
 """
 
 from __future__ import annotations
 
 import contextvars
 import ctypes
+import queue
 import random
 import threading
 import time
@@ -84,42 +86,95 @@ class RouterLock:
 
 
 class Deadline:
-    """Runs the handler in a job thread and gives up on it at the deadline (see above)."""
+    """Runs the handler on a job thread and gives up on it at the deadline (see above)."""
+
+    def __init__(self) -> None:
+        self._runners = threading.local()
 
     def __call__(self, ctx: JobContext, call_next: Handler) -> Any:
-        outcome: dict[str, Any] = {}
-        finished = threading.Event()
-        context = contextvars.copy_context()
-
-        def run() -> None:
-            try:
-                outcome["value"] = context.run(call_next, ctx)
-            except BaseException as exc:
-                outcome["error"] = exc
-            finally:
-                finished.set()
-                ctx.wake.set()
-
-        thread = threading.Thread(target=run, name=f"job-{ctx.job_id}", daemon=True)
-        thread.start()
-        while not finished.is_set() and ctx.interruption is None:
+        runner = self._runner()
+        run = runner.submit(call_next, ctx)
+        while not run.finished.is_set() and ctx.interruption is None:
             if not ctx.wake.wait(ctx.time_left()):
                 ctx.interrupt(JobTimeout(f"timed out after {ctx.job_type.policy.timeout:g}s"))
-        if finished.is_set():
-            if "error" in outcome:
-                raise outcome["error"]
-            return outcome.get("value")
-        return self._abandon(ctx, thread, finished)
+        if run.finished.is_set():
+            return run.outcome()
+        return self._abandon(ctx, runner, run)
 
-    def _abandon(self, ctx: JobContext, thread: threading.Thread,
-                 finished: threading.Event) -> Any:
+    def _runner(self) -> JobThread:
+        # One job thread per worker, reused: starting a thread per job costs more than a
+        # small job itself. A job thread that had to be abandoned is replaced.
+        runner = getattr(self._runners, "current", None)
+        if runner is None or not runner.usable():
+            runner = self._runners.current = JobThread()
+        return runner
+
+    def _abandon(self, ctx: JobContext, runner: JobThread, run: JobRun) -> Any:
         interruption = ctx.interruption
         assert interruption is not None
-        raise_in_thread(thread, type(interruption))
-        if not finished.wait(UNWIND_SECONDS):
+        raise_in_thread(runner.thread, type(interruption))
+        # Never reuse a thread that was sent an interruption: it may land late.
+        runner.retire()
+        if not run.finished.wait(UNWIND_SECONDS):
             ctx.log.warning("job thread is still blocked after {}; abandoned",
                             interruption.reason)
         raise interruption
+
+
+class JobRun:
+    """One handler call handed to a job thread, and its outcome."""
+
+    def __init__(self, call: Callable[[], Any], ctx: JobContext):
+        self.call = call
+        self.ctx = ctx
+        self.finished = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def execute(self) -> None:
+        try:
+            self.value = self.call()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.finished.set()
+            self.ctx.wake.set()
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class JobThread:
+    """A daemon thread that runs handler calls one at a time."""
+
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[JobRun | None] = queue.SimpleQueue()
+        self.retired = False
+        self.thread = threading.Thread(target=self._serve, name="job", daemon=True)
+        self.thread.start()
+
+    def submit(self, call_next: Handler, ctx: JobContext) -> JobRun:
+        context = contextvars.copy_context()
+        run = JobRun(partial(context.run, call_next, ctx), ctx)
+        self.inbox.put(run)
+        return run
+
+    def usable(self) -> bool:
+        return not self.retired and self.thread.is_alive()
+
+    def retire(self) -> None:
+        """Stop after the current call, whenever that returns."""
+        self.retired = True
+        self.inbox.put(None)
+
+    def _serve(self) -> None:
+        while (run := self.inbox.get()) is not None:
+            try:
+                run.execute()
+            except Interrupt:
+                return  # it landed after the handler returned; this thread is retired anyway
 
 
 def raise_in_thread(thread: threading.Thread, exc_type: type[Interrupt]) -> None:

@@ -20,7 +20,7 @@ from loguru import logger
 
 from ispqueue.config import QUEUES
 from ispqueue.cron import CronExpression
-from ispqueue.db import database
+from ispqueue.db import write_transaction
 from ispqueue.errors import BadInput
 from ispqueue.models import ScheduleFire
 
@@ -54,7 +54,7 @@ class CronScheduler:
         # Keyed on the wall-clock minute: when clocks go back, 02:30 comes twice in UTC
         # but is one firing, as in cron.
         try:
-            with database.atomic():
+            with write_transaction():
                 ScheduleFire.create(entry=entry, wall_minute=wall.isoformat(timespec="minutes"),
                                     fire_at=minute)
             return True

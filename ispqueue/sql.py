@@ -1,36 +1,41 @@
 """Hand-written SQL for the ledger's hot path (insert, claim, transition, event).
 
-peewee's query builder costs a few hundred microseconds per statement, several times what
-SQLite takes to run it; a job makes about six statements, so the hot path builds its SQL once
-per shape and converts values with the models' own fields.
+peewee's query builder and per-field conversion cost several times what SQLite takes to run
+a statement, and a job makes about six; so the hot path builds its SQL once per shape and
+converts only what needs it: times (stored as naive UTC text) and flags.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cache
 from typing import Any
 
-from ispqueue.db import database
+import peewee
+
+from ispqueue.db import UtcDateTimeField, database
 from ispqueue.models import Job, JobEvent
 
 MODELS = {"job": Job, "job_event": JobEvent}
 
 
-def _column(table: str, name: str) -> tuple[str, Any]:
-    field = MODELS[table]._meta.fields[name]
-    return field.column_name, field
-
-
-def _db_value(table: str, name: str, value: Any) -> Any:
-    field = MODELS[table]._meta.fields[name]
+def _param(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return str(value)  # the text peewee itself stores: 'YYYY-MM-DD HH:MM:SS[.ffffff]'
     if isinstance(value, Job):
-        value = value.id
-    return field.db_value(value)
+        return value.id
+    return value
+
+
+def _column(table: str, name: str) -> str:
+    return MODELS[table]._meta.fields[name].column_name
 
 
 @cache
 def _insert_sql(table: str, names: tuple[str, ...], param: str, returning: bool) -> str:
-    columns = ", ".join(_column(table, n)[0] for n in names)
+    columns = ", ".join(_column(table, n) for n in names)
     marks = ", ".join([param] * len(names))
     tail = " RETURNING id" if returning else ""
     return f"INSERT INTO {table} ({columns}) VALUES ({marks}){tail}"
@@ -38,16 +43,16 @@ def _insert_sql(table: str, names: tuple[str, ...], param: str, returning: bool)
 
 def insert(table: str, values: dict[str, Any], returning: bool = True) -> int | None:
     """INSERT one row; its id when `returning`."""
-    names = tuple(values)
-    query = _insert_sql(table, names, database.param, returning)
-    cursor = database.execute_sql(query, [_db_value(table, n, values[n]) for n in names])
+    db = database.obj
+    query = _insert_sql(table, tuple(values), db.param, returning)
+    cursor = db.execute_sql(query, [_param(v) for v in values.values()])
     return cursor.fetchone()[0] if returning else None
 
 
 @cache
 def _update_sql(names: tuple[str, ...], nexpect: int, param: str, fenced: bool,
                 increment: bool) -> str:
-    sets = [f"{_column('job', n)[0]} = {param}" for n in names]
+    sets = [f"{_column('job', n)} = {param}" for n in names]
     if increment:
         sets.append("attempt = attempt + 1")
     where = f"id = {param} AND status IN ({', '.join([param] * nexpect)})"
@@ -60,13 +65,34 @@ def update(changes: dict[str, Any], job_id: int, expect: tuple[str, ...],
            attempt: int | None, increment: bool = False) -> bool:
     """Fenced UPDATE of one job: only if its status is in `expect` (and its attempt is
     `attempt`, when given). True when the row moved."""
-    names = tuple(changes)
-    query = _update_sql(names, len(expect), database.param, attempt is not None, increment)
-    params = [_db_value("job", n, changes[n]) for n in names] + [job_id, *expect]
+    db = database.obj
+    query = _update_sql(tuple(changes), len(expect), db.param, attempt is not None, increment)
+    params = [_param(v) for v in changes.values()] + [job_id, *expect]
     if attempt is not None:
         params.append(attempt)
-    return database.execute_sql(query, params).rowcount == 1
+    return db.execute_sql(query, params).rowcount == 1
+
+
+@cache
+def _converters() -> dict[str, tuple[str, Any]]:
+    """column → (attribute, converter or None) for building a Job from a row."""
+    converters = {}
+    for column, field in Job._meta.columns.items():
+        convert = None
+        if isinstance(field, UtcDateTimeField | peewee.BooleanField):
+            convert = field.python_value
+        converters[column] = (field.name, convert)
+    return converters
 
 
 def load(job_id: int) -> Job:
-    return Job.raw(f"SELECT * FROM job WHERE id = {database.param}", job_id).get()
+    """One job row as a model, converting only the columns that need it."""
+    db = database.obj
+    cursor = db.execute_sql(f"SELECT * FROM job WHERE id = {db.param}", (job_id,))
+    converters = _converters()
+    values = {}
+    for column, value in zip((c[0] for c in cursor.description), cursor.fetchone(),
+                             strict=True):
+        name, convert = converters[column]
+        values[name] = convert(value) if convert is not None and value is not None else value
+    return Job(**values)
