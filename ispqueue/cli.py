@@ -306,3 +306,80 @@ def logs(ctx: click.Context, follow: bool, job_id: int | None, router: str | Non
         click.echo(json.dumps(record, sort_keys=True) if session.as_json
                    else logfile.format_record(record, session.config.timezone))
 
+
+@main.group()
+def routers() -> None:
+    """List the routers and check them now."""
+
+
+@routers.command("list")
+@json_option
+@click.pass_context
+def routers_list(ctx: click.Context, as_json: bool) -> None:
+    """Routers with their last health check."""
+    session = _session(ctx, as_json)
+    session.runtime()
+    found = report.list_routers()
+    session.emit([report.router_dict(r) for r in found], report.format_router_table(found))
+
+
+@routers.command("check")
+@click.argument("name")
+@json_option
+@click.pass_context
+def routers_check(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Log in to a router now: identity, version, latency. Exit 1 when it fails."""
+    from ispqueue.services.fleet import check_router
+
+    session = _session(ctx, as_json)
+    health = check_router(session.config.router(name))
+    session.emit(report.health_dict(health), report.format_health(health))
+    if health.probe.error is not None:
+        ctx.exit(1)
+
+
+@main.command("sim-router")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8728, show_default=True,
+              help="API port (0 picks a free one).")
+@click.option("--secrets", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
+              help="PPP secrets to generate.")
+@click.option("--active", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
+              help="Live PPP sessions among them.")
+@click.option("--pools", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="IP pools to generate.")
+@click.option("--user", default="admin", show_default=True, help="API user name.")
+@click.option("--password", default="", help="API password (empty, as on a new router).")
+@click.option("--identity", default="MikroTik", show_default=True, help="/system/identity.")
+@click.option("--ros-version", default="7.16 (stable)", show_default=True,
+              help="RouterOS version to report.")
+@click.option("--latency", type=click.FloatRange(0, 60), default=0.0,
+              help="Seconds of delay before every reply sentence.")
+@click.option("--hang", is_flag=True, help="Read commands, never answer them.")
+@click.option("--refuse", is_flag=True, help="Keep the port closed (connections refused).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
+              help="Serve API-SSL with this certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False),
+              help="The certificate's key, if not in the certificate file.")
+@click.option("--legacy-login", is_flag=True, help="The pre-6.43 challenge login.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generated data.")
+def sim_router(host: str, port: int, secrets: int, active: int, pools: int, user: str,
+               password: str, identity: str, ros_version: str, latency: float, hang: bool,
+               refuse: bool, tls_cert: str | None, tls_key: str | None, legacy_login: bool,
+               seed: int) -> None:
+    """Run the RouterOS API simulator until Ctrl-C."""
+    from ispqueue.routeros.sim import serve_forever
+
+    if tls_key and not tls_cert:
+        raise BadInput("--tls-key needs --tls-cert")
+
+    def ready(sim: Any) -> None:
+        click.echo(f"RouterOS API simulator on {sim.host}:{sim.port} (user {sim.username})")
+
+    try:
+        serve_forever(port, secrets, active, pools, user, password, host=host, latency=latency,
+                      hang=hang, refuse=refuse, tls_cert=tls_cert, tls_key=tls_key,
+                      identity=identity, version=ros_version, legacy_login=legacy_login,
+                      seed=seed, on_ready=ready)
+    except OSError as exc:  # the port is taken, or the certificate cannot be used
+        raise BadInput(f"sim-router on {host}:{port}: {exc.strerror or exc}") from None

@@ -23,7 +23,7 @@ DEFAULT_WORKERS = {"imports": 1, "notifications": 2, "provisioning": 2, "payment
 SEARCH_PATHS = ("/etc/ispqueue/config.toml", "config.toml")
 LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 POLICY_KEYS = ("queue", "timeout", "tries", "backoff", "unique", "router_lock", "priority")
-DEFAULT_SCHEDULE = {"system.canary": "* * * * *"}
+DEFAULT_SCHEDULE = {"system.canary": "* * * * *", "router.health": "*/5 * * * *"}
 
 
 @dataclass(frozen=True)

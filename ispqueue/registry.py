@@ -114,6 +114,8 @@ class JobType:
     # The argument naming the queue to run on, for types that run on any queue.
     queue_arg: str | None = None
     description: str = ""
+    # A type that runs for one router when given one and for every router otherwise.
+    router_optional: bool = False
 
     @property
     def group(self) -> str:
@@ -161,14 +163,16 @@ class Registry:
                  router_lock: bool = False, priority: int = 0, params: Iterable[Param] = (),
                  legacy: Iterable[str] = (), needs_router: bool = False,
                  fan_out: str | None = None, queue_arg: str | None = None,
-                 description: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                 description: str = "", router_optional: bool = False
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: register `handler(ctx)` as job type `name`."""
         def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
             policy = Policy(queue, float(timeout), tries, tuple(backoff), unique,
                             router_lock, priority)
             self.add(JobType(name, handler, policy, tuple(params), tuple(legacy), needs_router,
                              fan_out or ("routers" if needs_router else None), queue_arg,
-                             description or (handler.__doc__ or "").strip()))
+                             description or (handler.__doc__ or "").strip(),
+                             router_optional))
             return handler
         return decorate
 

@@ -6,12 +6,15 @@ import datetime as dt
 import json
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ispqueue.db import utcnow
 from ispqueue.errors import BadInput
-from ispqueue.models import FINAL, Job, JobEvent
+from ispqueue.models import FINAL, Job, JobEvent, Router
 from ispqueue.registry import Registry
+
+if TYPE_CHECKING:
+    from ispqueue.services.fleet import Health
 
 AGE = re.compile(r"^(\d+)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -217,3 +220,90 @@ def _seconds(value: float | None) -> str:
 
 def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+
+
+# -- routers -----------------------------------------------------------------------------------
+
+def list_routers() -> list[Router]:
+    """Every router the data store knows, enabled first, by name."""
+    return list(Router.select().order_by(Router.enabled.desc(), Router.name))
+
+
+def router_dict(router: Router) -> dict[str, Any]:
+    return {
+        "name": router.name, "host": router.host, "port": router.port,
+        "username": router.username, "tls": router.tls, "auth_mode": router.auth_mode,
+        "enabled": router.enabled, "expected_identity": router.expected_identity,
+        "status": router.status, "status_reason": router.status_reason,
+        "last_error": router.last_error, "latency_ms": router.latency_ms,
+        "uptime": router.uptime, "version": router.version, "board_name": router.board_name,
+        "identity": router.identity, "cpu_load": router.cpu_load,
+        "memory_used_percent": router.memory_used_percent,
+        "checked_at": _iso(router.checked_at),
+        "status_changed_at": _iso(router.status_changed_at),
+    }
+
+
+def format_router_table(routers: list[Router]) -> str:
+    if not routers:
+        return "no routers (declare [[routers]] in the config, then run `ispqueue init`)"
+    rows = [("NAME", "ADDRESS", "TLS", "ENABLED", "STATUS", "LATENCY", "VERSION", "CHECKED",
+             "REASON")]
+    for router in routers:
+        rows.append((router.name, f"{router.host}:{router.port}", _yes(router.tls),
+                     _yes(router.enabled), router.status, _millis(router.latency_ms),
+                     router.version or "-", _ago(router.checked_at),
+                     (router.status_reason or "")[:60]))
+    return table(rows)
+
+
+def health_dict(health: Health) -> dict[str, Any]:
+    probe = health.probe
+    return {
+        "router": probe.router, "ok": probe.error is None, "status": health.status,
+        "reasons": health.reasons, "error": str(probe.error) if probe.error else None,
+        "identity": probe.identity, "version": probe.version, "board_name": probe.board_name,
+        "uptime": probe.uptime, "latency_ms": probe.latency_ms, "cpu_load": probe.cpu_load,
+        "memory_used_percent": probe.memory_used_percent, "seconds": round(probe.elapsed, 3),
+        "checked_at": _iso(probe.checked_at),
+    }
+
+
+def format_health(health: Health) -> str:
+    probe = health.probe
+    lines = [f"router {probe.router}  {health.status}"]
+    if probe.error is not None:
+        return "\n".join([*lines, f"  error     {probe.error}"])
+    lines += [f"  login     ok, checked in {probe.elapsed * 1000:.0f} ms",
+              f"  identity  {probe.identity}",
+              f"  version   {probe.version or '-'}  ({probe.board_name or 'board unknown'})",
+              f"  latency   {_millis(probe.latency_ms)}",
+              f"  uptime    {probe.uptime or '-'}",
+              f"  cpu load  {_percent(probe.cpu_load)}",
+              f"  memory    {_percent(probe.memory_used_percent)} used"]
+    lines += [f"  warning   {reason}" for reason in health.reasons]
+    return "\n".join(lines)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _millis(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}%"
+
+
+def _ago(moment: dt.datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0, int((utcnow() - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"

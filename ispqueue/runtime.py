@@ -25,6 +25,7 @@ from ispqueue.observability.logs import redact
 from ispqueue.queues import QueueSet
 from ispqueue.registry import JobType, Registry
 from ispqueue.registry import registry as default_registry
+from ispqueue.services.fleet import mirror_routers
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Runtime:
     @cached_property
     def executor(self) -> Executor:
         middlewares = [LogContext(), RouterLock(self.queues.locks), Deadline()]
-        executor = Executor(self.registry, self.ledger, middlewares, self.enqueue)
+        executor = Executor(self.registry, self.ledger, middlewares, self.enqueue, self.send)
         self.queues.run_job = executor.run
         return executor
 
@@ -89,7 +90,7 @@ class Runtime:
             if job_type.needs_router:
                 raise BadJobArgs(f"{job_type.name} needs a router (--router NAME)")
             return None
-        if not job_type.needs_router:
+        if not (job_type.needs_router or job_type.router_optional):
             raise BadJobArgs(f"{job_type.name} does not take a router")
         found = self.config.router(router)
         if not found.enabled:
@@ -118,6 +119,7 @@ def initialise(config: Config) -> dict[str, Any]:
         config.logging.file.parent.mkdir(parents=True, exist_ok=True)
     db = open_database(config.database_url)
     applied = migrations.migrate(db)
+    mirror_routers(config)
     QueueSet(config.queue)  # creating the Huey storages creates their tables
     return {
         "data_dir": str(config.data_dir),

@@ -1,3 +1,3 @@
 """Job handlers, one module per group. Importing this package registers every type."""
 
-from ispqueue.jobs import system  # noqa: F401
+from ispqueue.jobs import router, system  # noqa: F401

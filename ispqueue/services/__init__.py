@@ -1,0 +1,1 @@
+"""Logic shared by jobs and commands; handlers stay short and call in here."""
