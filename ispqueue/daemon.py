@@ -34,6 +34,7 @@ HEARTBEAT_SECONDS = 5.0
 SWEEP_SECONDS = 15.0
 STALE_AFTER_SECONDS = 60.0  # a runner on another host is dead after this without heartbeat
 LOST_AFTER_SECONDS = 30.0  # a queued row this old without a queue message gets a new one
+STARTUP_LOST_AFTER_SECONDS = 2.0
 HEALTH_SECONDS = 10.0
 
 
@@ -60,7 +61,9 @@ class Daemon:
 
     def start(self) -> None:
         """Recover what a previous run left, then start consuming."""
-        self.sweep()
+        # Nothing of this process is mid-send yet, so any queued row without a message is lost
+        # (a duplicate from a command sending right now is dropped at claim).
+        self.sweep(lost_after=STARTUP_LOST_AFTER_SECONDS)
         workers = self.rt.config.queue.workers
         for name in self.queue_names:
             if workers[name] > 0:
@@ -150,16 +153,16 @@ class Daemon:
         for job_id in self.rt.ledger.cancel_requests(running):
             self.executor.interrupt(job_id, JobCancelled("cancelled by hand"))
 
-    def sweep(self) -> None:
+    def sweep(self, lost_after: float = LOST_AFTER_SECONDS) -> None:
         """Recover jobs of dead runners, re-send lost messages, free orphaned router locks."""
-        mine = {ctx.job_id for ctx in self.executor.running()}
-        for job in self.rt.ledger.recover_dead(pid_alive, STALE_AFTER_SECONDS, mine):
+        busy = self.executor.busy_ids
+        for job in self.rt.ledger.recover_dead(pid_alive, STALE_AFTER_SECONDS, busy):
             self.rt.send(job)
-        self._resend_lost()
+        self._resend_lost(lost_after)
         self._free_orphaned_locks()
 
-    def _resend_lost(self) -> None:
-        waiting = self.rt.ledger.unsent(LOST_AFTER_SECONDS)
+    def _resend_lost(self, lost_after: float) -> None:
+        waiting = self.rt.ledger.unsent(lost_after)
         pending: dict[str, set[int]] = {}
         for job in waiting:
             if job.queue not in pending:

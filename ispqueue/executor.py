@@ -36,16 +36,30 @@ class Executor:
     """Claims, runs and records jobs; tracks the runs in flight in this process."""
 
     def __init__(self, registry: Registry, ledger: Ledger,
-                 middlewares: Sequence[RunMiddleware], enqueue: Callable[..., int]):
+                 middlewares: Sequence[RunMiddleware], enqueue: Callable[..., Any],
+                 send: Callable[[Job], None]):
         self.registry = registry
         self.ledger = ledger
         self.middlewares = list(middlewares)
         self.enqueue = enqueue
+        self.send = send
         self.inflight: dict[int, JobContext] = {}
+        # Ids being claimed: the sweeper must not take a job this process is just starting.
+        self.starting: set[int] = set()
         self._lock = threading.Lock()
 
     def run(self, job_id: int) -> None:
         """Huey's task body: run job `job_id` if it still needs running."""
+        with self._lock:
+            self.starting.add(job_id)
+        try:
+            self._claim_and_run(job_id)
+        finally:
+            with self._lock:
+                self.starting.discard(job_id)
+                self.inflight.pop(job_id, None)
+
+    def _claim_and_run(self, job_id: int) -> None:
         job = self.ledger.claim(job_id)
         if job is None:
             logger.debug("job {} needs no run (stale or duplicate message)", job_id)
@@ -58,11 +72,7 @@ class Executor:
         ctx = JobContext(job, job_type, self.enqueue, self._progress_writer(job))
         with self._lock:
             self.inflight[job.id] = ctx
-        try:
-            self._run(job, ctx)
-        finally:
-            with self._lock:
-                self.inflight.pop(job.id, None)
+        self._run(job, ctx)
 
     def _run(self, job: Job, ctx: JobContext) -> None:
         policy = ctx.job_type.policy
@@ -74,6 +84,7 @@ class Executor:
             self._record(self.ledger.cancelled, job)
         except ShutdownInterrupt as exc:
             self._record(self.ledger.requeue, job, str(exc), False)
+            self._record(self.send, job)  # so the next start runs it at once
         except (PermanentFailure, BadInput) as exc:
             self._record(self.ledger.fail, job, exc)
         except (JobTimeout, Exception) as exc:
@@ -100,6 +111,11 @@ class Executor:
     def running(self) -> list[JobContext]:
         with self._lock:
             return list(self.inflight.values())
+
+    def busy_ids(self) -> set[int]:
+        """Jobs this process is claiming or running."""
+        with self._lock:
+            return set(self.inflight) | self.starting
 
     def interrupt(self, job_id: int, reason: Any) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import traceback as tb
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,14 +172,19 @@ class Ledger:
         return [job for job in due
                 if self._move(job, "queued", ("scheduled", "retrying"), None, queued_at=now)]
 
-    def recover_dead(self, alive: Any, stale_after: float, mine: set[int]) -> list[Job]:
+    def recover_dead(self, alive: Any, stale_after: float,
+                     mine: Callable[[], set[int]]) -> list[Job]:
         """Running jobs whose runner is gone → queued again (tries left) or failed
-        "worker died". Returns the re-queued ones, which need a new queue message."""
+        "worker died". `mine()` names the jobs this process is claiming or running; it is
+        asked after the rows are read, so a job claimed meanwhile is never mistaken for an
+        orphan. Returns the re-queued jobs, which need a new queue message."""
         now = utcnow()
         stale = now - dt.timedelta(seconds=stale_after)
+        running = list(Job.select().where(Job.status == "running"))
+        busy = mine()
         requeued = []
-        for job in Job.select().where(Job.status == "running"):
-            if not self._runner_gone(job, alive, stale, mine):
+        for job in running:
+            if not self._runner_gone(job, alive, stale, busy):
                 continue
             reason = f"worker died ({job.runner})"
             if job.attempt < job.tries:

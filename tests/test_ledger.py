@@ -43,7 +43,7 @@ def test_dead_local_runner_is_recovered_at_once(runtime):
     with freeze_time(T0):
         retryable = running_as(ledger, f"{HOST}:999999", tries=2)
         spent = running_as(ledger, f"{HOST}:999999", tries=1)
-        requeued = ledger.recover_dead(never_alive, stale_after=60, mine=set())
+        requeued = ledger.recover_dead(never_alive, stale_after=60, mine=set)
     assert [j.id for j in requeued] == [retryable.id]
     assert Job.get_by_id(retryable.id).status == "queued"
     failed = Job.get_by_id(spent.id)
@@ -56,9 +56,9 @@ def test_remote_runner_is_recovered_only_when_its_heartbeat_is_stale(runtime):
     with freeze_time(T0) as clock:
         job = running_as(ledger, "other-host:42")
         clock.tick(59)
-        assert ledger.recover_dead(always_alive, stale_after=60, mine=set()) == []
+        assert ledger.recover_dead(always_alive, stale_after=60, mine=set) == []
         clock.tick(2)
-        assert [j.id for j in ledger.recover_dead(always_alive, 60, set())] == [job.id]
+        assert [j.id for j in ledger.recover_dead(always_alive, 60, set)] == [job.id]
     events = [e.message for e in JobEvent.select().where(JobEvent.job == job.id)]
     assert "worker died (other-host:42); re-queued" in events
 
@@ -71,16 +71,16 @@ def test_heartbeat_keeps_a_live_job_from_being_recovered(runtime):
         for _ in range(5):
             clock.tick(50)
             ledger.heartbeat([job.id])
-        assert ledger.recover_dead(always_alive, 60, mine={job.id}) == []
+        assert ledger.recover_dead(always_alive, 60, mine=lambda: {job.id}) == []
         # Our own runner, but not in flight here any more: its outcome was lost.
-        assert [j.id for j in ledger.recover_dead(always_alive, 60, mine=set())] == [job.id]
+        assert [j.id for j in ledger.recover_dead(always_alive, 60, mine=set)] == [job.id]
 
 
 def test_recovered_job_cannot_be_finished_by_the_old_run(runtime):
     ledger = runtime.ledger
     job = running_as(ledger, f"{HOST}:999999")
     stale_copy = Job.get_by_id(job.id)
-    ledger.recover_dead(never_alive, 60, set())
+    ledger.recover_dead(never_alive, 60, set)
     again = ledger.claim(job.id)
     assert again.attempt == 2
     assert ledger.succeed(stale_copy, {"late": True}) is False  # fenced by attempt
