@@ -29,6 +29,7 @@ from ispqueue.errors import BadInput
 from ispqueue.models import Job
 from ispqueue.runtime import Runtime
 from ispqueue.schedule import CronScheduler
+from ispqueue.services.fleet import mirror_routers
 
 HEARTBEAT_SECONDS = 5.0
 SWEEP_SECONDS = 15.0
@@ -61,6 +62,7 @@ class Daemon:
 
     def start(self) -> None:
         """Recover what a previous run left, then start consuming."""
+        mirror_routers(self.rt.config)
         # Nothing of this process is mid-send yet, so any queued row without a message is lost
         # (a duplicate from a command sending right now is dropped at claim).
         self.sweep(lost_after=STARTUP_LOST_AFTER_SECONDS)
