@@ -61,6 +61,9 @@ class Session:
             from ispqueue.observability.logs import setup_logging
             from ispqueue.runtime import Runtime, require_schema
 
+            runtime = Runtime(self.config, migrate=migrate)
+            if not migrate:
+                require_schema(runtime.db)
             logging = self.config.logging
             if writes:
                 # The daemon's user owns the log file; a person running a command as
@@ -71,9 +74,7 @@ class Session:
                     setup_logging(_without_file(logging), self.config.secrets(), stderr=False)
             else:
                 setup_logging(_without_file(logging), self.config.secrets(), stderr=False)
-            self._runtime = Runtime(self.config, migrate=migrate)
-            if not migrate:
-                require_schema(self._runtime.db)
+            self._runtime = runtime
         return self._runtime
 
     def emit(self, data: Any, text: str | None = None) -> None:
@@ -130,12 +131,12 @@ def init(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context, queues: str | None, no_scheduler: bool) -> None:
     """Run the daemon: consumers, scheduler, sweeper."""
-    from ispqueue.daemon import Daemon
+    from ispqueue.daemon import Daemon, check_queue_names
     from ispqueue.observability.logs import setup_logging
     from ispqueue.runtime import Runtime
 
     config = _session(ctx).config
-    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    names = check_queue_names(queues.split(",")) if queues else None
     setup_logging(config.logging, config.secrets(), stderr=True)
     daemon = Daemon(Runtime(config, migrate=True), names, scheduler=not no_scheduler)
     ctx.exit(daemon.run_forever())

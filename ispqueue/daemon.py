@@ -45,11 +45,7 @@ class Daemon:
     def __init__(self, runtime: Runtime, queues: Iterable[str] | None = None,
                  scheduler: bool = True):
         self.rt = runtime
-        self.queue_names = tuple(queues or QUEUES)
-        unknown = set(self.queue_names) - set(QUEUES)
-        if unknown:
-            raise BadInput(f"unknown queue(s): {', '.join(sorted(unknown))} "
-                           f"(queues: {', '.join(QUEUES)})")
+        self.queue_names = check_queue_names(queues) if queues else QUEUES
         self.scheduler = CronScheduler(runtime) if scheduler else None
         self.executor = runtime.executor
         self.consumers: dict[str, object] = {}
@@ -186,6 +182,16 @@ class Daemon:
     def check_workers(self) -> None:
         for consumer in self.consumers.values():
             consumer.check_worker_health()
+
+
+def check_queue_names(names: Iterable[str]) -> tuple[str, ...]:
+    """The named queues, checked; BadInput naming any unknown one."""
+    chosen = tuple(n.strip() for n in names if n.strip())
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if unknown or not chosen:
+        raise BadInput(f"unknown queue(s): {', '.join(unknown) or '(none given)'} "
+                       f"(queues: {', '.join(QUEUES)})")
+    return chosen
 
 
 def pid_alive(pid: int) -> bool:

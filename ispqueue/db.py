@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import peewee
 from playhouse.db_url import connect
 
-from ispqueue.errors import ConfigError
+from ispqueue.errors import BadInput, ConfigError
 
 database = peewee.DatabaseProxy()
 # Threads of one process queue for SQLite's write lock here: SQLite's own busy handler sleeps
@@ -35,11 +35,14 @@ SQLITE_PRAGMAS = {
 }
 
 
-def open_database(url: str) -> peewee.Database:
-    """Open (and bind the models to) the database named by a sqlite:/// or postgresql:// URL."""
+def open_database(url: str, create: bool = True) -> peewee.Database:
+    """Open (and bind the models to) the database named by a sqlite:/// or postgresql://
+    URL. Without `create`, a missing SQLite file is an error, not a new empty database."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = Path(unquote(parts.path))
+        if not create and not path.exists():
+            raise BadInput(f"no data store at {path}: run `ispqueue init` first")
         path.parent.mkdir(parents=True, exist_ok=True)
         db = peewee.SqliteDatabase(
             str(path), pragmas=SQLITE_PRAGMAS, timeout=15, lock_type="IMMEDIATE"

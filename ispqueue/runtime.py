@@ -44,7 +44,7 @@ class Runtime:
 
         self.config = config
         self.registry = (registry or default_registry).configure(config)
-        self.db = open_database(config.database_url)
+        self.db = open_database(config.database_url, create=migrate)
         if migrate:
             migrations.migrate(self.db)
         self.ledger = Ledger(redact=redact)
@@ -114,6 +114,9 @@ def _when(delay: float | None, at: dt.datetime | None) -> dt.datetime | None:
 
 def initialise(config: Config) -> dict[str, Any]:
     """Create the data dir, the databases and the log dir; apply migrations. Repeatable."""
+    import ispqueue.jobs  # noqa: F401 - registers the job types
+
+    default_registry.configure(config)  # a config naming unknown types writes nothing
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if config.logging.file is not None:
         config.logging.file.parent.mkdir(parents=True, exist_ok=True)
