@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from ispqueue.config import Config, RouterConfig
-from ispqueue.db import database, utcnow
+from ispqueue.db import database, utcnow, write_transaction
 from ispqueue.errors import NotFound
 from ispqueue.models import Router
 from ispqueue.routeros.client import RouterClient
@@ -118,7 +118,7 @@ def mirror_routers(config: Config) -> dict[str, list[str]]:
     _serving = {router.name: router for router in config.routers}
     now = utcnow()
     done: dict[str, list[str]] = {"added": [], "changed": [], "disabled": []}
-    with database.atomic():
+    with write_transaction():
         rows = {row.name: row for row in Router.select()}
         for router in config.routers:
             wanted = _mirrored(router)
@@ -258,7 +258,7 @@ def record(router: RouterConfig, health: Health, log: Any = logger) -> None:
                    "board_name": found.board_name}
     else:
         fields["last_error"] = str(found.error)  # the last known identity and version stay
-    with database.atomic():
+    with write_transaction():
         query = Router.select(Router.id, Router.status).where(Router.name == router.name)
         if database.for_update:
             query = query.for_update()  # two runs probing one router log its change once
