@@ -112,11 +112,11 @@ def _when(delay: float | None, at: dt.datetime | None) -> dt.datetime | None:
     return None
 
 
-def initialise(config: Config) -> dict[str, Any]:
+def initialise(config: Config, registry: Registry | None = None) -> dict[str, Any]:
     """Create the data dir, the databases and the log dir; apply migrations. Repeatable."""
     import ispqueue.jobs  # noqa: F401 - registers the job types
 
-    default_registry.configure(config)  # a config naming unknown types writes nothing
+    (registry or default_registry).configure(config)  # unknown types: nothing written
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if config.logging.file is not None:
         config.logging.file.parent.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def test_registry() -> Registry:
 def runtime(config: Config, test_registry: Registry) -> Iterator[Any]:
     from ispqueue.runtime import Runtime, initialise
 
-    initialise(config)
+    initialise(config, test_registry)
     rt = Runtime(config, registry=test_registry)
     yield rt
     rt.db.close()

@@ -162,7 +162,7 @@ def berlin_daily(make_config: Callable[..., Config], test_registry: Registry) ->
     config = make_config(ispqueue={"timezone": "Europe/Berlin"},
                          schedule={**{name: False for name in DEFAULT_SCHEDULE},
                                    "system.sched_probe": "30 2 * * *"})
-    initialise(config)
+    initialise(config, test_registry)
     rt = Runtime(config, registry=test_registry)
     yield rt
     rt.db.close()
