@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 if TYPE_CHECKING:
+    from ispqueue.config import Config, RouterConfig
     from ispqueue.models import Job
     from ispqueue.registry import JobType
 
@@ -57,7 +58,8 @@ class JobContext:
     """Per-run handle passed to a handler as its only argument."""
 
     def __init__(self, job: Job, job_type: JobType, enqueue: Callable[..., Any],
-                 report_progress: Callable[[int, int | None], None]):
+                 report_progress: Callable[[int, int | None], None],
+                 config: Config | None = None):
         self.job_id = job.id
         self.type = job_type.name
         self.args = job.args_dict
@@ -66,6 +68,7 @@ class JobContext:
         self.tries = job.tries
         self.queue = job.queue
         self.job_type = job_type
+        self.config = config
         self.deadline = time.monotonic() + job.timeout
         self.log = logger.bind(job=job.id, type=job_type.name, router=job.router)
         self.interruption: Interrupt | None = None
@@ -92,6 +95,14 @@ class JobContext:
         """Chain a follow-up job; it records this job as its parent. Returns its id."""
         return self._enqueue(type_name, args, router=router, source="chain",
                              parent=self.job_id, **options).job.id
+
+    def routers(self) -> list[RouterConfig]:
+        """This job's router, or every enabled router when it names none."""
+        if self.config is None:
+            raise RuntimeError("this context has no config")
+        if self.router is not None:
+            return [self.config.router(self.router)]
+        return [router for router in self.config.routers if router.enabled]
 
     def check(self) -> None:
         """Raise if this run was timed out or cancelled (for long loops)."""

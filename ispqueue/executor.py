@@ -13,6 +13,7 @@ from typing import Any
 
 from loguru import logger
 
+from ispqueue.config import Config
 from ispqueue.context import (
     Deferred,
     JobCancelled,
@@ -37,12 +38,13 @@ class Executor:
 
     def __init__(self, registry: Registry, ledger: Ledger,
                  middlewares: Sequence[RunMiddleware], enqueue: Callable[..., Any],
-                 send: Callable[[Job], None]):
+                 send: Callable[[Job], None], config: Config | None = None):
         self.registry = registry
         self.ledger = ledger
         self.middlewares = list(middlewares)
         self.enqueue = enqueue
         self.send = send
+        self.config = config
         self.inflight: dict[int, JobContext] = {}
         # Ids being claimed: the sweeper must not take a job this process is just starting.
         self.starting: set[int] = set()
@@ -69,7 +71,7 @@ class Executor:
         except BadInput:
             self._record(self.ledger.fail, job, f"no handler for job type {job.type!r} here")
             return
-        ctx = JobContext(job, job_type, self.enqueue, self._progress_writer(job))
+        ctx = JobContext(job, job_type, self.enqueue, self._progress_writer(job), self.config)
         with self._lock:
             self.inflight[job.id] = ctx
         self._run(job, ctx)

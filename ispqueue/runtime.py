@@ -56,7 +56,8 @@ class Runtime:
     @cached_property
     def executor(self) -> Executor:
         middlewares = [LogContext(), RouterLock(self.queues.locks), Deadline()]
-        executor = Executor(self.registry, self.ledger, middlewares, self.enqueue, self.send)
+        executor = Executor(self.registry, self.ledger, middlewares, self.enqueue, self.send,
+                            self.config)
         self.queues.run_job = executor.run
         return executor
 

@@ -289,3 +289,24 @@ def test_progress_is_recorded(runtime, test_registry):
     runtime.executor.run(job.id)
     job = fresh(job.id)
     assert (job.progress_done, job.progress_total) == (5, 5)
+
+
+def test_context_names_its_router_or_every_enabled_one(make_config, test_registry):
+    from ispqueue.runtime import Runtime, initialise
+
+    routers = [{"name": n, "host": "127.0.0.1", "username": "a", "password": "pw",
+                "enabled": n != "off-1"} for n in ("core-1", "off-1", "edge-1")]
+    config = make_config(routers=routers)
+    initialise(config, test_registry)
+    rt = Runtime(config, registry=test_registry)
+
+    @test_registry.register("router.names", queue="default", timeout=5, router_optional=True)
+    def names(ctx):
+        return [r.name for r in ctx.routers()]
+
+    fleet_job = rt.enqueue("router.names", {}).job
+    one_job = rt.enqueue("router.names", {}, router="edge-1").job
+    rt.executor.run(fleet_job.id)
+    rt.executor.run(one_job.id)
+    assert fresh(fleet_job.id).result_dict == ["core-1", "edge-1"]
+    assert fresh(one_job.id).result_dict == ["edge-1"]

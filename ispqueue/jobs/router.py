@@ -25,4 +25,4 @@ from ispqueue.services import fleet
 )
 def health(ctx: JobContext) -> dict[str, Any]:
     """Login + resource/identity probe → online / warning / offline (one router, or all)."""
-    return fleet.check_routers(fleet.serving(ctx.router), fleet.Thresholds(**ctx.args), ctx)
+    return fleet.check_routers(ctx.routers(), fleet.Thresholds(**ctx.args), ctx)

@@ -18,7 +18,6 @@ from loguru import logger
 
 from ispqueue.config import Config, RouterConfig
 from ispqueue.db import database, utcnow, write_transaction
-from ispqueue.errors import NotFound
 from ispqueue.models import Router
 from ispqueue.routeros.client import RouterClient
 from ispqueue.routeros.errors import (
@@ -55,7 +54,6 @@ ANSWERED = (RouterTrap, RouterUnsupported)
 # The routers this process serves, passwords included, as its config gave them. The data
 # store mirrors everything but the password, so jobs take connection settings from here;
 # `mirror_routers` sets them, and `ispqueue init` and the daemon call it with their config.
-_serving: dict[str, RouterConfig] = {}
 
 
 @dataclass(frozen=True)
@@ -112,10 +110,8 @@ class Health:
 
 
 def mirror_routers(config: Config) -> dict[str, list[str]]:
-    """Upsert every `[[routers]]` entry into the data store and serve them from this process;
-    routers gone from the config stay, disabled, with their history."""
-    global _serving
-    _serving = {router.name: router for router in config.routers}
+    """Upsert every `[[routers]]` entry into the data store; routers gone from the config
+    stay, disabled, with their history."""
     now = utcnow()
     done: dict[str, list[str]] = {"added": [], "changed": [], "disabled": []}
     with write_transaction():
@@ -145,15 +141,6 @@ def _mirrored(router: RouterConfig) -> dict[str, Any]:
     return {"host": router.host, "port": router.port, "username": router.username,
             "tls": router.tls, "auth_mode": router.auth_mode, "enabled": router.enabled,
             "expected_identity": router.identity}
-
-
-def serving(name: str | None = None) -> list[RouterConfig]:
-    """The router called `name`, or every enabled router, from this process's config."""
-    if name is None:
-        return [router for router in _serving.values() if router.enabled]
-    if name not in _serving:
-        raise NotFound(f"router {name!r} is not in this daemon's [[routers]]")
-    return [_serving[name]]
 
 
 # -- probing ---------------------------------------------------------------------------------

@@ -136,14 +136,6 @@ def test_the_password_is_never_stored(make_config: Callable[..., Config], tmp_pa
         assert PASSWORD.encode() not in path.read_bytes(), path
 
 
-def test_serving_names_the_routers_of_this_process(make_config: Callable[..., Config]) -> None:
-    initialise(make_config(routers=[entry("core-1", 8728), entry("off-1", 8728, enabled=False)]))
-    assert [r.name for r in fleet.serving()] == ["core-1"]
-    assert [r.name for r in fleet.serving("off-1")] == ["off-1"]
-    with pytest.raises(Exception, match="'nope' is not in this daemon's"):
-        fleet.serving("nope")
-
-
 # -- probing over TCP ------------------------------------------------------------------------
 
 
