@@ -99,13 +99,12 @@ class Ledger:
         cancelled, already taken, or is a duplicate message)."""
         now = utcnow()
         with write_transaction():
-            moved = sql.update(
+            job = sql.update_returning(
                 {"status": "running", "started_at": now, "finished_at": None, "duration": None,
                  "runner": self.runner, "heartbeat_at": now, "progress_done": None,
-                 "progress_total": None}, job_id, ("queued",), attempt=None, increment=True)
-            if not moved:
+                 "progress_total": None}, job_id, ("queued",), increment=True)
+            if job is None:
                 return None
-            job = sql.load(job_id)
             self._event(job, "running", now)
         self._log(job, "running", f"attempt {job.attempt}/{job.tries}")
         return job

@@ -27,7 +27,6 @@ import ctypes
 import queue
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -52,15 +51,12 @@ def chain(middlewares: Sequence[RunMiddleware], handler: Handler) -> Handler:
 
 
 class LogContext:
-    """Every log line written during the run carries the job id, type and router."""
+    """Every log line written during the run carries the job id, type and router (the
+    ledger times the run and logs its transitions)."""
 
     def __call__(self, ctx: JobContext, call_next: Handler) -> Any:
         with logger.contextualize(job=ctx.job_id, type=ctx.type, router=ctx.router):
-            started = time.perf_counter()
-            try:
-                return call_next(ctx)
-            finally:
-                ctx.log.debug("handler ran for {:.3f}s", time.perf_counter() - started)
+            return call_next(ctx)
 
 
 class RouterLock:

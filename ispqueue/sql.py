@@ -8,6 +8,7 @@ converts only what needs it: times (stored as naive UTC text) and flags.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from functools import cache
 from typing import Any
 
@@ -17,6 +18,8 @@ from ispqueue.db import UtcDateTimeField, database
 from ispqueue.models import Job, JobEvent
 
 MODELS = {"job": Job, "job_event": JobEvent}
+# UPDATE … RETURNING needs SQLite 3.35 (PostgreSQL has it); older SQLite reads the row back.
+RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 def _param(value: Any) -> Any:
@@ -65,12 +68,29 @@ def update(changes: dict[str, Any], job_id: int, expect: tuple[str, ...],
            attempt: int | None, increment: bool = False) -> bool:
     """Fenced UPDATE of one job: only if its status is in `expect` (and its attempt is
     `attempt`, when given). True when the row moved."""
+    return _fenced(changes, job_id, expect, attempt, increment, returning=False).rowcount == 1
+
+
+def update_returning(changes: dict[str, Any], job_id: int, expect: tuple[str, ...],
+                     increment: bool = False) -> Job | None:
+    """The same fenced UPDATE, returning the moved row as a model (None if it did not move)."""
+    if not RETURNING:
+        return load(job_id) if update(changes, job_id, expect, None, increment) else None
+    cursor = _fenced(changes, job_id, expect, None, increment, returning=True)
+    row = cursor.fetchone()
+    return _job(cursor.description, row) if row is not None else None
+
+
+def _fenced(changes: dict[str, Any], job_id: int, expect: tuple[str, ...],
+            attempt: int | None, increment: bool, returning: bool) -> Any:
     db = database.obj
     query = _update_sql(tuple(changes), len(expect), db.param, attempt is not None, increment)
+    if returning:
+        query += " RETURNING *"
     params = [_param(v) for v in changes.values()] + [job_id, *expect]
     if attempt is not None:
         params.append(attempt)
-    return db.execute_sql(query, params).rowcount == 1
+    return db.execute_sql(query, params)
 
 
 @cache
@@ -86,13 +106,17 @@ def _converters() -> dict[str, tuple[str, Any]]:
 
 
 def load(job_id: int) -> Job:
-    """One job row as a model, converting only the columns that need it."""
+    """One job row as a model."""
     db = database.obj
     cursor = db.execute_sql(f"SELECT * FROM job WHERE id = {db.param}", (job_id,))
+    return _job(cursor.description, cursor.fetchone())
+
+
+def _job(description: Any, row: tuple[Any, ...]) -> Job:
+    """A row as a model, converting only the columns that need it."""
     converters = _converters()
     values = {}
-    for column, value in zip((c[0] for c in cursor.description), cursor.fetchone(),
-                             strict=True):
+    for column, value in zip((c[0] for c in description), row, strict=True):
         name, convert = converters[column]
         values[name] = convert(value) if convert is not None and value is not None else value
     return Job(**values)
