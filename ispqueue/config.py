@@ -159,7 +159,7 @@ def _queue(table: _Table, data_dir: Path) -> QueueConfig:
         url=table.url("url", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
         workers=workers,
         grace_seconds=table.number("grace_seconds", 30.0, 0, 3600),
-        poll_seconds=table.number("poll_seconds", 1.0, 0.05, 60),
+        poll_seconds=table.number("poll_seconds", 5.0, 0.05, 60),
     )
     table.done()
     return config

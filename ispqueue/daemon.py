@@ -86,6 +86,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         sd_notify("STOPPING=1", "STATUS=finishing running jobs")
+        self.executor.closing = True
         for consumer in self.consumers.values():
             consumer.stop_flag.set()
         for bell in self.rt.queues.doorbells.values():
@@ -105,7 +106,7 @@ class Daemon:
 
     def _wait_for_running(self, deadline: float) -> None:
         beat = 0.0
-        while self.executor.running() and time.monotonic() < deadline:
+        while self.executor.busy_ids() and time.monotonic() < deadline:
             if time.monotonic() - beat >= HEARTBEAT_SECONDS:
                 beat = time.monotonic()
                 self.heartbeat()
@@ -158,6 +159,8 @@ class Daemon:
             self.rt.send(job)
         self._resend_lost(lost_after)
         self._free_orphaned_locks()
+        if self.scheduler is not None:
+            self.scheduler.prune()
 
     def _resend_lost(self, lost_after: float) -> None:
         waiting = self.rt.ledger.unsent(lost_after)

@@ -48,6 +48,9 @@ class Executor:
         self.inflight: dict[int, JobContext] = {}
         # Ids being claimed: the sweeper must not take a job this process is just starting.
         self.starting: set[int] = set()
+        # Set at shutdown: a message taken now is left unclaimed, so the job stays queued and
+        # the next start re-sends it, instead of starting work the shutdown would cut short.
+        self.closing = False
         self._lock = threading.Lock()
 
     def run(self, job_id: int) -> None:
@@ -62,6 +65,8 @@ class Executor:
                 self.inflight.pop(job_id, None)
 
     def _claim_and_run(self, job_id: int) -> None:
+        if self.closing:
+            return
         job = self.ledger.claim(job_id)
         if job is None:
             logger.debug("job {} needs no run (stale or duplicate message)", job_id)

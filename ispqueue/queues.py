@@ -179,7 +179,7 @@ class QueueSet:
             logger.warning("doorbell unavailable ({}); pickup falls back to polling", exc)
             sock.close()
             return None
-        sock.settimeout(0.5)
+        sock.settimeout(2.0)
         thread = threading.Thread(target=self._bell_loop, args=(sock, stop), name="doorbell",
                                   daemon=True)
         thread.start()

@@ -310,3 +310,10 @@ def test_context_names_its_router_or_every_enabled_one(make_config, test_registr
     rt.executor.run(one_job.id)
     assert fresh(fleet_job.id).result_dict == ["core-1", "edge-1"]
     assert fresh(one_job.id).result_dict == ["edge-1"]
+
+
+def test_a_closing_executor_leaves_new_messages_unclaimed(runtime, flaky, calls):
+    job = runtime.enqueue("system.flaky", {}).job
+    runtime.executor.closing = True
+    runtime.executor.run(job.id)
+    assert calls == [] and fresh(job.id).status == "queued" and fresh(job.id).attempt == 0
