@@ -80,11 +80,20 @@ class Runtime:
         )
         job, created = self.ledger.insert(new)
         if created and job.status == "queued":
-            self.queues.send(job.queue, job.id, job.priority)
+            self.send(job)
         return Enqueued(job, created, warning)
 
-    def send(self, job: Job) -> None:
-        self.queues.send(job.queue, job.id, job.priority)
+    def send(self, job: Job) -> bool:
+        """Send "run job N" to its queue. The row is already written, so a queue that is
+        down loses nothing: the daemon's sweeper sends queued rows that have no message."""
+        try:
+            self.queues.send(job.queue, job.id, job.priority)
+        except Exception as exc:
+            logger.bind(job=job.id, type=job.type).warning(
+                "queue {} unavailable ({}); the job stays queued and is sent when it is back",
+                job.queue, exc)
+            return False
+        return True
 
     def _router_for(self, job_type: JobType, router: str | None) -> str | None:
         if router is None:

@@ -139,3 +139,19 @@ def test_two_daemons_share_the_work_and_run_each_job_once(tmp_path, pg_schema, r
             proc.send_signal(signal.SIGTERM)
         for proc in daemons:
             assert proc.wait(15) == 0, proc.stderr.read().decode()[-2000:]
+
+
+def test_enqueue_with_the_queue_down_keeps_the_job_for_the_sweeper(make_config, pg_schema,
+                                                                     test_registry):
+    from ispqueue.models import Job
+    from ispqueue.runtime import Runtime, initialise
+
+    # A Redis URL nobody listens on: the ledger row is written, the message is not.
+    config = make_config(database={"url": pg_schema},
+                         queue={"backend": "redis", "url": "redis://127.0.0.1:1/0"})
+    initialise(config, test_registry)
+    rt = Runtime(config, registry=test_registry)
+    done = rt.enqueue("system.canary", {})
+    assert done.created
+    assert Job.get_by_id(done.job.id).status == "queued"
+    assert [j.id for j in rt.ledger.unsent(-1)] == [done.job.id]
