@@ -169,6 +169,9 @@ def enqueue(ctx: click.Context, type_name: str, router: str | None, pairs: tuple
     if not done.created:
         click.echo(f"note: job {done.job.id} does the same work and is {done.job.status}",
                    err=True)
+    if not done.sent:
+        click.echo(f"note: queue {done.job.queue} is unreachable; job {done.job.id} stays "
+                   "queued and is sent when it is back", err=True)
     job = done.job
     if wait:
         job = report.wait_for(rt, job.id, timeout)

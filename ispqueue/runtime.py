@@ -33,6 +33,7 @@ class Enqueued:
     job: Job
     created: bool
     warning: str | None = None
+    sent: bool = True  # False: the queue was down; the row waits for the sweeper
 
 
 class Runtime:
@@ -79,9 +80,8 @@ class Runtime:
             scheduled_for=_when(delay, at), source=source, parent=parent,
         )
         job, created = self.ledger.insert(new)
-        if created and job.status == "queued":
-            self.send(job)
-        return Enqueued(job, created, warning)
+        sent = self.send(job) if created and job.status == "queued" else True
+        return Enqueued(job, created, warning, sent)
 
     def send(self, job: Job) -> bool:
         """Send "run job N" to its queue. The row is already written, so a queue that is

@@ -152,6 +152,6 @@ def test_enqueue_with_the_queue_down_keeps_the_job_for_the_sweeper(make_config, 
     initialise(config, test_registry)
     rt = Runtime(config, registry=test_registry)
     done = rt.enqueue("system.canary", {})
-    assert done.created
+    assert done.created and not done.sent
     assert Job.get_by_id(done.job.id).status == "queued"
     assert [j.id for j in rt.ledger.unsent(-1)] == [done.job.id]
