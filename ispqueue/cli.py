@@ -175,7 +175,8 @@ def enqueue(ctx: click.Context, type_name: str, router: str | None, pairs: tuple
     job = done.job
     if wait:
         job = report.wait_for(rt, job.id, timeout)
-    session.emit(report.job_dict(job), str(job.id) if not wait else report.format_job(job))
+    text = report.format_job(job, tz=session.config.timezone) if wait else str(job.id)
+    session.emit(report.job_dict(job), text)
     if wait and job.status != "succeeded":
         ctx.exit(1)
 
@@ -214,7 +215,8 @@ def jobs_list(ctx: click.Context, status: str | None, type_name: str | None,
     rt = session.runtime()
     found = report.list_jobs(rt, status=status, type_name=type_name, router=router,
                              since=since, limit=limit)
-    session.emit([report.job_dict(j) for j in found], report.format_job_table(found))
+    session.emit([report.job_dict(j) for j in found],
+                 report.format_job_table(found, session.config.timezone))
 
 
 @jobs.command("show")
@@ -225,7 +227,8 @@ def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
     """One job with its events, result and error."""
     session = _session(ctx, as_json)
     job = session.runtime().ledger.get(job_id)
-    session.emit(report.job_dict(job, full=True), report.format_job(job, full=True))
+    session.emit(report.job_dict(job, full=True),
+                 report.format_job(job, full=True, tz=session.config.timezone))
 
 
 @jobs.command("retry")

@@ -112,12 +112,17 @@ def job_dict(job: Job, full: bool = False) -> dict[str, Any]:
     return data
 
 
-def format_job(job: Job, full: bool = False) -> str:
+TIMES = ("enqueued_at", "scheduled_for", "started_at", "finished_at")
+
+
+def format_job(job: Job, full: bool = False, tz: dt.tzinfo | None = None) -> str:
+    """A job for people: times in `tz` (the configured timezone), JSON stays UTC."""
     data = job_dict(job, full)
+    for key in TIMES:
+        data[key] = _local(getattr(job, key), tz)
     lines = [f"job {job.id}  {job.type}  {job.status}"]
-    for key in ("queue", "router", "args", "attempt", "tries", "source", "parent", "enqueued_at",
-                "scheduled_for", "started_at", "finished_at", "duration", "runner", "progress",
-                "result", "error"):
+    for key in ("queue", "router", "args", "attempt", "tries", "source", "parent", *TIMES,
+                "duration", "runner", "progress", "result", "error"):
         value = data[key]
         if value not in (None, {}, ""):
             lines.append(f"  {key:<13} {_text(value)}")
@@ -126,19 +131,19 @@ def format_job(job: Job, full: bool = False) -> str:
             lines.append("  traceback:")
             lines.extend("    " + line for line in job.traceback.rstrip().splitlines())
         lines.append("  events:")
-        for event in data["events"]:
-            note = f"  {event['message']}" if event["message"] else ""
-            lines.append(f"    {event['at']}  {event['status']:<10} #{event['attempt']}{note}")
+        for event in JobEvent.select().where(JobEvent.job == job.id).order_by(JobEvent.id):
+            note = f"  {event.message}" if event.message else ""
+            lines.append(f"    {_local(event.at, tz)}  {event.status:<10} #{event.attempt}{note}")
     return "\n".join(lines)
 
 
-def format_job_table(jobs: list[Job]) -> str:
+def format_job_table(jobs: list[Job], tz: dt.tzinfo | None = None) -> str:
     if not jobs:
         return "no jobs"
     rows = [("ID", "TYPE", "STATUS", "ROUTER", "TRY", "ENQUEUED", "DURATION", "ERROR")]
     for job in jobs:
         rows.append((str(job.id), job.type, job.status, job.router or "-",
-                     f"{job.attempt}/{job.tries}", _short_time(job.enqueued_at),
+                     f"{job.attempt}/{job.tries}", _short_time(job.enqueued_at, tz),
                      f"{job.duration:.2f}s" if job.duration is not None else "-",
                      (job.error or "")[:60]))
     return table(rows)
@@ -208,10 +213,17 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
-def _short_time(moment: dt.datetime) -> str:
+def _local(moment: dt.datetime | None, tz: dt.tzinfo | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(tz or dt.UTC).isoformat(timespec="seconds")
+
+
+def _short_time(moment: dt.datetime, tz: dt.tzinfo | None) -> str:
     age = utcnow() - moment
-    return moment.strftime("%H:%M:%S") if age < dt.timedelta(days=1) \
-        else moment.strftime("%Y-%m-%d")
+    local = moment.astimezone(tz or dt.UTC)
+    return local.strftime("%H:%M:%S") if age < dt.timedelta(days=1) \
+        else local.strftime("%Y-%m-%d")
 
 
 def _seconds(value: float | None) -> str:
