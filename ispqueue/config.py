@@ -69,6 +69,7 @@ class Config:
     path: Path | None
     data_dir: Path
     timezone: ZoneInfo
+    keep_finished_days: int
     database_url: str = field(repr=False)
     queue: QueueConfig
     logging: LoggingConfig
@@ -128,6 +129,7 @@ def parse_config(data: dict[str, Any], path: Path | None) -> Config:
     base = _Table(reader, top.table("ispqueue"), "[ispqueue] ")
     data_dir = base.path("data_dir", "/var/lib/ispqueue")
     timezone = base.timezone("timezone", "UTC")
+    keep_finished_days = base.integer("keep_finished_days", 30, 0, 3650)
     base.done()
     database = _Table(reader, top.table("database"), "[database] ")
     database_url = database.url("url", f"sqlite:///{data_dir / 'ispqueue.db'}",
@@ -137,6 +139,7 @@ def parse_config(data: dict[str, Any], path: Path | None) -> Config:
         path=path,
         data_dir=data_dir,
         timezone=timezone,
+        keep_finished_days=keep_finished_days,
         database_url=database_url,
         queue=_queue(_Table(reader, top.table("queue"), "[queue] "), data_dir),
         logging=_logging(_Table(reader, top.table("logging"), "[logging] "), data_dir),

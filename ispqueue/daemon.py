@@ -13,6 +13,7 @@ the grace.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -37,6 +38,7 @@ STALE_AFTER_SECONDS = 60.0  # a runner on another host is dead after this withou
 LOST_AFTER_SECONDS = 30.0  # a queued row this old without a queue message gets a new one
 STARTUP_LOST_AFTER_SECONDS = 2.0
 HEALTH_SECONDS = 10.0
+PRUNE_SECONDS = 3600.0
 
 
 class Daemon:
@@ -130,6 +132,7 @@ class Daemon:
         self._every("heartbeat", HEARTBEAT_SECONDS, self.heartbeat)
         self._every("sweep", SWEEP_SECONDS, self.sweep)
         self._every("health", HEALTH_SECONDS, self.check_workers)
+        self._every("prune", PRUNE_SECONDS, self.prune)
         self._every("watchdog", watchdog_interval(), lambda: sd_notify("WATCHDOG=1"))
 
     def _every(self, name: str, seconds: float, duty: object) -> None:
@@ -181,6 +184,16 @@ class Daemon:
             if job is None or job.status != "running" or str(job.attempt) != attempt:
                 logger.warning("freed lock {} left by job {}", key, job_id)
                 locks.force_release(key)
+
+    def prune(self) -> int:
+        """Delete finished jobs older than `[ispqueue] keep_finished_days` (0: keep all)."""
+        days = self.rt.config.keep_finished_days
+        if not days:
+            return 0
+        deleted = self.rt.ledger.prune(dt.timedelta(days=days))
+        if deleted:
+            logger.info("pruned {} finished job(s) older than {} days", deleted, days)
+        return deleted
 
     def check_workers(self) -> None:
         for consumer in self.consumers.values():

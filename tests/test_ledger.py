@@ -189,3 +189,21 @@ def test_backoff_jitter_is_small_and_positive():
     assert all(100 <= d <= 110 for d in delays)
     assert len({round(d, 3) for d in delays}) > 100
     assert retry_delay((), 1) == 0
+
+
+def test_daemon_prunes_finished_jobs_past_the_configured_age(make_config, test_registry):
+    from ispqueue.daemon import Daemon
+    from ispqueue.runtime import Runtime, initialise
+
+    config = make_config(ispqueue={"keep_finished_days": 7})
+    initialise(config, test_registry)
+    rt = Runtime(config, registry=test_registry)
+    with freeze_time(T0) as clock:
+        old = running_as(rt.ledger, rt.ledger.runner, args={"n": 1})
+        rt.ledger.succeed(old, None)
+        clock.tick(dt.timedelta(days=6))
+        recent = running_as(rt.ledger, rt.ledger.runner, args={"n": 2})
+        rt.ledger.succeed(recent, None)
+        clock.tick(dt.timedelta(days=2))
+        assert Daemon(rt, scheduler=False).prune() == 1
+    assert [j.id for j in Job.select()] == [recent.id]
