@@ -180,11 +180,12 @@ def format_init(summary: dict[str, Any]) -> str:
 
 
 def format_stats(data: dict[str, Any]) -> str:
-    lines = [("QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "MESSAGES", "OLDEST QUEUED")]
+    lines = [("QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "MESSAGES", "OLDEST QUEUED",
+              "LAST CANARY")]
     for name, q in data["queues"].items():
-        oldest = f"{q['oldest_queued_seconds']:.0f}s" if q["oldest_queued_seconds"] else "-"
         lines.append((name, str(q["queued"]), str(q["scheduled"]), str(q["running"]),
-                      str(q["messages"]), oldest))
+                      str(q["messages"]), _age(q["oldest_queued_seconds"]),
+                      _age(q["last_canary_seconds"])))
     out = [table(lines), "", f"since {data['since']}:"]
     rows = [("TYPE", "SUCCEEDED", "FAILED", "RETRIES", "CANCELLED", "P50", "P95", "FAIL RATE")]
     for name, t in data["types"].items():
@@ -224,6 +225,10 @@ def _short_time(moment: dt.datetime, tz: dt.tzinfo | None) -> str:
     local = moment.astimezone(tz or dt.UTC)
     return local.strftime("%H:%M:%S") if age < dt.timedelta(days=1) \
         else local.strftime("%Y-%m-%d")
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
 
 
 def _seconds(value: float | None) -> str:

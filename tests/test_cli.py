@@ -590,8 +590,10 @@ def test_stats(shared: Runtime, cli: Callable[..., Result]) -> None:
     assert data["since"] == "2026-12-03T10:00:00+00:00"
     payments = data["queues"]["payments"]
     assert payments == {"queued": 1, "scheduled": 1, "running": 0, "messages": 1,
-                        "oldest_queued_seconds": 300.0}
+                        "oldest_queued_seconds": 300.0, "last_canary_seconds": None}
     assert data["queues"]["imports"]["queued"] == 0
+    # The last canary to succeed on `default` finished 2 h - 15 s before T0 (the flaky one).
+    assert data["queues"]["default"]["last_canary_seconds"] == 2 * 3600 - 15
     assert narrow["types"]["system.canary"]["succeeded"] == 0
     assert narrow["types"]["system.canary"]["failed"] == 2
 
@@ -599,7 +601,7 @@ def test_stats(shared: Runtime, cli: Callable[..., Result]) -> None:
     row = next(line for line in text.stdout.splitlines() if line.startswith("system.canary"))
     assert row.split() == ["system.canary", "10", "2", "1", "1", "5.00s", "10.00s", "16.7%"]
     queue_row = next(line for line in text.stdout.splitlines() if line.startswith("payments"))
-    assert queue_row.split() == ["payments", "1", "1", "0", "1", "300s"]
+    assert queue_row.split() == ["payments", "1", "1", "0", "1", "300s", "-"]
 
 
 def test_stats_without_jobs(installed: Callable[..., Result]) -> None:

@@ -26,20 +26,28 @@ def _queues(rt: Any) -> dict[str, dict[str, Any]]:
               .group_by(Job.queue, Job.status).tuples()}
     oldest = dict(Job.select(Job.queue, fn.MIN(Job.queued_at)).where(Job.status == "queued")
                   .group_by(Job.queue).tuples())
+    # The dead-man's switch: how long since each queue last ran a canary end to end.
+    canaries = dict(Job.select(Job.queue, fn.MAX(Job.finished_at))
+                    .where(Job.type == "system.canary", Job.status == "succeeded")
+                    .group_by(Job.queue).tuples())
     now = utcnow()
     result = {}
     for name in QUEUES:
-        first = oldest.get(name)
-        if isinstance(first, str):  # SQLite returns aggregates as text
-            first = Job.queued_at.python_value(first)
+        first, canary = _moment(oldest.get(name)), _moment(canaries.get(name))
         result[name] = {
             "queued": counts.get((name, "queued"), 0),
             "scheduled": counts.get((name, "scheduled"), 0) + counts.get((name, "retrying"), 0),
             "running": counts.get((name, "running"), 0),
             "messages": rt.queues.depth(name),
             "oldest_queued_seconds": (now - first).total_seconds() if first else None,
+            "last_canary_seconds": (now - canary).total_seconds() if canary else None,
         }
     return result
+
+
+def _moment(value: Any) -> Any:
+    # SQLite returns aggregates of datetime columns as text.
+    return Job.queued_at.python_value(value) if isinstance(value, str) else value
 
 
 def _types(start: Any) -> dict[str, dict[str, Any]]:
