@@ -23,7 +23,7 @@ from loguru import logger
 from ispqueue import sql
 from ispqueue.db import utcnow, write_transaction
 from ispqueue.errors import BadInput, NotFound
-from ispqueue.models import ACTIVE, FINAL, Job, JobEvent
+from ispqueue.models import FINAL, Job, JobEvent
 
 HOST = socket.gethostname()
 INSERT_FIELDS = ("type", "args", "queue", "priority", "status", "attempt", "tries", "timeout",
@@ -302,7 +302,3 @@ def _to_json(result: Any) -> str | None:
 
 def _traceback(exc: BaseException) -> str:
     return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-
-
-def is_active(status: str) -> bool:
-    return status in ACTIVE
